@@ -1,0 +1,173 @@
+"""Hypothesis strategies for deltacheck cases.
+
+A *case* is a network, its parameters, a batch, targets, a dtype and a learning
+rate.  Hypothesis draws the architecture choices (each draw labelled, choices
+listed simplest first) and a seed; NumPy fills the arrays from that seed at
+log-uniform scales, so an example costs one architecture draw rather than one draw
+per weight, and a failing case still shrinks: toward fewer layers, narrower
+layers, a smaller batch, the first activation (identity) and loss (sse), scale 1
+and seed 0.  The minimal case is the one-layer, width-one network.
+
+Arrays are rounded to the dtype under test before anything sees them, so the
+reference (float64) and the framework start from the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import strategies as st
+
+import reference
+from error_model import round_to
+
+# Simplest first: hypothesis shrinks toward the start of each list.
+ACTIVATION_ORDER = (
+    "identity", "tanh", "sigmoid", "relu", "leaky_relu", "elu", "selu", "celu",
+    "softplus", "gelu", "gelu_tanh", "silu", "mish", "softsign", "hardtanh", "relu6",
+    "hardsigmoid", "hardswish", "log_sigmoid",
+)
+LOSS_ORDER = ("sse", "mse", "bce_logits", "bce", "softmax_ce", "ce")
+ACTIVATION_PARAMS = {
+    "leaky_relu": {"slope": (0.01, 0.2, 1.5)},
+    "elu": {"alpha": (1.0, 0.5, 2.0)},
+    "celu": {"alpha": (1.0, 0.5, 2.0)},
+    "softplus": {"beta": (1.0, 2.0, 0.5), "threshold": (math.inf, 20.0)},
+    "hardtanh": {"min_val": (-1.0, -2.0), "max_val": (1.0, 0.5)},
+}
+# Exponents (base 10) of the per-layer weight scale and the input scale.  Wide
+# enough that pre-activations reach |z| in the tens, and, for float16/bfloat16,
+# products near their underflow and overflow edges; cases whose intermediates
+# overflow the dtype are rejected by the tests, not generated skewed.
+SCALE_EXPONENTS = {
+    "float64": (0.0, -1.0, 0.5, 1.0, -3.0, 1.5),
+    "float32": (0.0, -1.0, 0.5, 1.0, -3.0, 1.5),
+    "float16": (0.0, -1.0, 0.5, 1.0, -2.0, 1.5),
+    "bfloat16": (0.0, -1.0, 0.5, 1.0, -3.0, 1.5),
+}
+LEARNING_RATES = (0.1, 1.0, 0.01)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn problem; prints as a record a person can read and rerun."""
+
+    network: reference.Network
+    params: list[tuple[np.ndarray, np.ndarray]] = field(repr=False)
+    x: np.ndarray = field(repr=False)
+    t: np.ndarray = field(repr=False)
+    dtype: str
+    lr: float
+    seed: int
+    scales: tuple[float, ...]
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # hypothesis' printer
+        printer.text(repr(self))
+
+    def __repr__(self) -> str:
+        net = self.network
+        acts = tuple(name if not p else (name, dict(p)) for name, p in net.activations)
+        return (
+            f"Case(sizes={net.sizes}, activations={acts}, loss={net.loss!r}, "
+            f"reduction={net.reduction!r}, batch={self.x.shape[0]}, dtype={self.dtype!r}, "
+            f"lr={self.lr}, seed={self.seed}, scales={self.scales})"
+        )
+
+
+def _activation(draw, layer: int, names: tuple[str, ...]) -> object:
+    name = draw(st.sampled_from(names), label=f"activation of layer {layer}")
+    choices = ACTIVATION_PARAMS.get(name)
+    if not choices:
+        return name
+    params = {
+        key: draw(st.sampled_from(values), label=f"{name}.{key} of layer {layer}")
+        for key, values in choices.items()
+    }
+    if name == "hardtanh" and params["min_val"] >= params["max_val"]:
+        params["min_val"] = params["max_val"] - 1.0
+    return (name, params)
+
+
+def _targets(draw, rng: np.random.Generator, loss: str, shape: tuple[int, int]) -> np.ndarray:
+    if loss in ("sse", "mse"):
+        return rng.standard_normal(shape)
+    kind = draw(st.sampled_from(("hard", "soft")), label="target kind")
+    if loss in ("bce", "bce_logits"):
+        return rng.integers(0, 2, shape).astype(float) if kind == "hard" else rng.uniform(0, 1, shape)
+    if kind == "hard":
+        return np.eye(shape[1])[rng.integers(0, shape[1], shape[0])]
+    p = rng.dirichlet(np.ones(shape[1]), size=shape[0])
+    return p
+
+
+def _array(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np.ndarray:
+    # Log-uniform magnitudes over two decades around the scale, random signs.
+    magnitude = scale * 10.0 ** rng.uniform(-1.0, 1.0, shape)
+    return np.where(rng.random(shape) < 0.5, -magnitude, magnitude) / math.sqrt(10.0)
+
+
+@st.composite
+def cases(
+    draw,
+    *,
+    dtype: str = "float64",
+    depth: tuple[int, int] = (1, 6),
+    width: tuple[int, int] = (1, 64),
+    batch: tuple[int, int] = (1, 32),
+    activations: tuple[str, ...] = ACTIVATION_ORDER,
+    losses: tuple[str, ...] = LOSS_ORDER,
+    reductions: tuple[str, ...] = ("sum", "mean"),
+) -> Case:
+    """A random network, parameters, batch and targets, rounded to ``dtype``.
+
+    Depth, widths and batch are drawn from the inclusive ranges given; an
+    activation per hidden layer from ``activations``; the loss from ``losses``
+    restricted to those the output layer allows; the output activation to match
+    the loss.  Shrinks toward the one-layer, width-one ``sse`` network.
+    """
+    _validate(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations, losses=losses)
+    n_layers = draw(st.integers(*depth), label="layers")
+    sizes = [draw(st.integers(*width), label=f"width {i}") for i in range(n_layers + 1)]
+    acts = [_activation(draw, i + 1, activations) for i in range(n_layers - 1)]
+    allowed = [loss for loss in losses if not (loss in ("ce", "softmax_ce") and sizes[-1] < 2)]
+    loss = draw(st.sampled_from(allowed or ["sse"]), label="loss")
+    output = reference.OUTPUT_ACTIVATION_FOR_LOSS.get(loss)
+    if output is None:
+        outputs = activations + (("softmax",) if sizes[-1] >= 2 else ())
+        output = _activation(draw, n_layers, outputs)
+    acts.append(output)
+    reduction = draw(st.sampled_from(reductions), label="reduction")
+    n = draw(st.integers(*batch), label="batch")
+    exponents = SCALE_EXPONENTS[dtype]
+    scales = tuple(
+        10.0 ** draw(st.sampled_from(exponents), label=f"scale {i}") for i in range(n_layers + 1)
+    )
+    lr = draw(st.sampled_from(LEARNING_RATES), label="learning rate")
+    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    params = [
+        (round_to(_array(rng, (a, b), scales[i + 1]), dtype), round_to(_array(rng, (b,), scales[i + 1]), dtype))
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+    ]
+    x = round_to(_array(rng, (n, sizes[0]), scales[0] * math.sqrt(10.0)), dtype)
+    t = round_to(_targets(draw, rng, loss, (n, sizes[-1])), dtype)
+    network = reference.Network(sizes, acts, loss=loss, reduction=reduction)
+    return Case(network, params, x, t, dtype, lr, seed, scales)
+
+
+def _validate(*, dtype, depth, width, batch, activations, losses) -> None:
+    if dtype not in SCALE_EXPONENTS:
+        raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(SCALE_EXPONENTS)}")
+    for name, (lo, hi) in (("depth", depth), ("width", width), ("batch", batch)):
+        if not 1 <= lo <= hi:
+            raise ValueError(f"{name}={(lo, hi)!r}; expected (low, high) with 1 <= low <= high")
+    unknown = [a for a in activations if a not in ACTIVATION_ORDER]
+    if unknown or not activations:
+        raise ValueError(
+            f"activations={activations!r}; choose a non-empty subset of {ACTIVATION_ORDER}"
+        )
+    unknown = [loss for loss in losses if loss not in LOSS_ORDER]
+    if unknown or not losses:
+        raise ValueError(f"losses={losses!r}; choose a non-empty subset of {LOSS_ORDER}")
