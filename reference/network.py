@@ -174,6 +174,6 @@ def _check_finite(what: str, array: np.ndarray) -> None:
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
-            f"{what} holds {int(bad.sum())} non-finite value(s), first {array[index]!r} at "
+            f"{what} holds {int(bad.sum())} non-finite value(s), first {float(array[index])!r} at "
             f"index {index}; every value must be finite"
         )
