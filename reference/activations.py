@@ -9,8 +9,10 @@ Accuracy: the post writes sigmoid' = g(1 - g) and tanh' = 1 - g^2.  Those forms 
 all relative accuracy once g rounds to 1 (|z| > ~19 for tanh in float64: the exact
 derivative is ~1e-16 but 1 - g^2 is 0).  The reference instead evaluates every
 derivative from z with exp(-|z|), expm1, logaddexp and erfc, so each value is
-accurate to a few ulps relative to itself over the whole finite range, with no
-overflow or invalid-value warnings.
+accurate to a few ulps relative to itself over the whole finite range -- or, where
+the function itself is ill-conditioned (gelu and gelu_tanh for z << 0, derivatives
+near their roots), exact for an input within a few ulps of z -- with no overflow or
+invalid-value warnings.
 """
 
 from __future__ import annotations
@@ -58,12 +60,12 @@ def _tanh_prime(z: Array) -> Array:
     return 4.0 * e / (1.0 + e) ** 2
 
 
-def _norm_cdf(z: Array) -> Array:
+def norm_cdf(z: Array) -> Array:
     """Phi(z) = erfc(-z / sqrt 2) / 2: no cancellation for z << 0, unlike 1 + erf."""
     return 0.5 * np.asarray(_erfc(-np.asarray(z) / math.sqrt(2.0)), dtype=np.float64)
 
 
-def _norm_pdf(z: Array) -> Array:
+def norm_pdf(z: Array) -> Array:
     zc = np.clip(z, -_SATURATED, _SATURATED)
     return np.exp(-0.5 * zc * zc) / math.sqrt(2.0 * math.pi)
 
@@ -146,7 +148,7 @@ def _celu_prime(z: Array, alpha: float) -> Array:
 
 
 def _hardswish_prime(z: Array) -> Array:
-    return _where(z < -3.0, 0.0, _where(z <= 3.0, z / 3.0 + 0.5, 1.0))
+    return _where(z <= -3.0, 0.0, _where(z < 3.0, z / 3.0 + 0.5, 1.0))
 
 
 _RECORDS = (
@@ -183,7 +185,7 @@ _RECORDS = (
         lambda beta, threshold: () if math.isinf(threshold) else (threshold / beta,),
         "at beta z = threshold the smooth branch: g' = sigma(threshold)",
     ),
-    Activation("gelu", lambda z: z * _norm_cdf(z), lambda z: _norm_cdf(z) + z * _norm_pdf(z)),
+    Activation("gelu", lambda z: z * norm_cdf(z), lambda z: norm_cdf(z) + z * norm_pdf(z)),
     Activation("gelu_tanh", _gelu_tanh, _gelu_tanh_prime),
     Activation(
         "silu", lambda z: z * sigmoid(z), lambda z: sigmoid(z) * (1.0 + z * sigmoid(-z))
@@ -212,7 +214,7 @@ _RECORDS = (
     Activation(
         "hardswish", lambda z: z * np.clip(z + 3.0, 0.0, 6.0) / 6.0, _hardswish_prime,
         kinks=lambda: (-3.0, 3.0),
-        kink_convention="g'(-3) = -1/2 (right derivative), g'(3) = 3/2 (left derivative)",
+        kink_convention="g'(-3) = 0 (left derivative), g'(3) = 1 (right derivative)",
     ),
     Activation("log_sigmoid", lambda z: -softplus(-z), lambda z: sigmoid(-z)),
     Activation("softmax", lambda z: softmax(z), lambda z: _not_elementwise(), output_only=True),
