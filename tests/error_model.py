@@ -19,6 +19,17 @@ bound -- and propagates first-order error bounds operation by operation:
 The result is, per entry of every quantity, the error a correct computation can
 reach.  Tests allow ``SAFETY`` times that; the largest error / allowed ratio of a
 run is printed so the model's tightness is visible.
+
+Two variants: the *strict* model assumes every activation and derivative is
+evaluated accurately relative to itself (as the reference does); the
+*absolute-activation* model also allows each activation value an absolute error of
+a few u (1 + |z|) and each derivative a few u (1 + |g(z)|), which is what common
+implementations reach when they form a derivative from the rounded output y
+(sigmoid' = y(1 - y), tanh' = 1 - y^2: total loss of relative accuracy in the
+tails), as a difference of O(1) terms (autodiff of softsign's z / (1 + |z|)), or
+through 1 + erf and 1 + tanh, which cancel for z << 0 (gelu).  Entry-wise verdicts
+use the strict model; tensor-wise verdicts, and known-discrepancy entries marked
+``activation_error = "absolute"``, the absolute-activation one.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import numpy as np
 
 import reference
 from reference import losses as ref_losses
+from reference import activations as acts
 from reference.activations import ACTIVATIONS, softmax
 
 Array = np.ndarray
@@ -91,10 +103,25 @@ class Bounds:
     stepped_b: list[Array]
     max_magnitude: float  # largest intermediate magnitude, to reject cases that overflow
 
+    def of(self, key: str, layer: int) -> Array:
+        """The bound of quantity ``key`` (loss, delta, dW, db, W_step, b_step) of a layer."""
+        if key == "loss":
+            return np.asarray(self.loss)
+        table = {"delta": self.deltas, "dW": self.dW, "db": self.db,
+                 "W_step": self.stepped_W, "b_step": self.stepped_b}
+        return table[key][layer]
+
+
+def both_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float) -> tuple[Bounds, Bounds]:
+    """The strict and the absolute-activation bounds of the same case."""
+    kw = dict(dtype=dtype, lr=lr)
+    return error_bounds(net, params, x, t, **kw), error_bounds(net, params, x, t, absolute=True, **kw)
+
 
 class _Arith:
-    def __init__(self, p: Precision) -> None:
+    def __init__(self, p: Precision, absolute: bool = False) -> None:
         self.p = p
+        self.absolute = absolute
 
     def exact(self, v: Array) -> Bounded:
         return Bounded(np.asarray(v, np.float64), np.zeros(np.shape(v)))
@@ -132,15 +159,77 @@ class _Arith:
         v = x.v * s
         return Bounded(v, x.e * abs(s) + self.p.u * np.abs(v) + self.p.tiny)
 
-    def apply(self, f, x: Bounded) -> Bounded:
-        """f evaluated at x: the largest change of f over x +- (e + c u |x|), plus rounding."""
+    def apply(self, f, x: Bounded, terms=None, landmarks: Array = np.empty(0)) -> Bounded:
+        """f evaluated at x: the largest change of f over x +- (e + c u |x|), plus rounding
+        relative to ``terms(x)`` -- the sum of the magnitudes of the terms f adds up,
+        where they cancel -- or to |f(x)|.
+
+        The change is taken at both ends of the interval and at every landmark inside
+        it (kinks from both sides, and a grid over [-4, 4] where the activations and
+        their derivatives have their bumps and extrema), so a bump such as relu6' or
+        sigmoid' inside a wide interval is not missed."""
         v = f(x.v)
+        scale = np.abs(v) if terms is None else terms(x.v)
         reach = x.e + ACTIVATION_ULPS * self.p.u * np.abs(x.v)
         with np.errstate(invalid="ignore", over="ignore"):
             lo, hi = f(x.v - reach), f(x.v + reach)
             spread = np.maximum(np.abs(lo - v), np.abs(hi - v))
+            if landmarks.size:
+                at = f(landmarks)
+                inside = np.abs(x.v[..., None] - landmarks) <= reach[..., None]
+                spread = np.maximum(spread, np.max(np.where(inside, np.abs(at - v[..., None]), 0.0), axis=-1))
         spread = np.where(np.isfinite(spread), spread, np.inf)
-        return Bounded(v, spread + ACTIVATION_ULPS * self.p.u * np.abs(v) + self.p.tiny)
+        return Bounded(v, spread + ACTIVATION_ULPS * self.p.u * scale + self.p.tiny)
+
+
+_GRID = np.linspace(-4.0, 4.0, 33)
+
+
+def _landmarks(net: reference.Network, layer: int) -> Array:
+    name, params = net.activations[layer]
+    kinks = np.array(ACTIVATIONS[name].kinks(**params), dtype=np.float64)
+    side = 1e-9 * np.maximum(1.0, np.abs(kinks))
+    return np.concatenate([_GRID, kinks - side, kinks + side])
+
+
+def _sigmoid_terms(z: Array) -> Array:
+    return acts.sigmoid(z) * (1.0 + np.abs(z) * acts.sigmoid(-z))
+
+
+def _gelu_tanh_terms(z: Array) -> Array:
+    zc = np.clip(z, -1e4, 1e4)
+    v = 2.0 * math.sqrt(2.0 / math.pi) * (zc + 0.044715 * zc**3)
+    dv = 2.0 * math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * zc * zc)
+    return acts.sigmoid(v) + np.abs(zc) * acts.sigmoid_prime(v) * dv
+
+
+def _mish_terms(z: Array) -> Array:
+    sp = acts.softplus(z)
+    return np.tanh(sp) + np.abs(z) * (1.0 - np.tanh(sp) ** 2) * acts.sigmoid(z)
+
+
+# Derivatives that are sums of terms which cancel near a root of g' (gelu' = 0 at
+# z ~ -0.75, silu' at ~ -1.28, ...): any evaluation of the formula errs by u times the
+# sum of the terms' magnitudes, not by u |g'|.  Values: that sum.
+DERIVATIVE_TERMS = {
+    "gelu": lambda z: acts.norm_cdf(z) + np.abs(z) * acts.norm_pdf(z),
+    "gelu_tanh": _gelu_tanh_terms,
+    "silu": _sigmoid_terms,
+    "mish": _mish_terms,
+    "hardswish": lambda z: np.where(np.abs(z) < 3.0, np.abs(z) / 3.0 + 0.5, 1.0),
+}
+
+
+def _derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounded) -> Bounded:
+    """g'(z) as a bounded value; the absolute-activation model adds a few u absolute error."""
+    d = ar.apply(
+        _activation(net, layer, derivative=True), z, DERIVATIVE_TERMS.get(net.activations[layer][0]),
+        _landmarks(net, layer),
+    )
+    if not ar.absolute:
+        return d
+    g = np.abs(_activation(net, layer, derivative=False)(z.v))
+    return Bounded(d.v, d.e + ACTIVATION_ULPS * ar.p.u * (1.0 + g))
 
 
 def _activation(net: reference.Network, layer: int, derivative: bool):
@@ -167,7 +256,9 @@ def _forward(ar: _Arith, net: reference.Network, params, x: Array) -> tuple[list
         if net.activations[layer][0] == "softmax":
             a = _softmax_bounded(ar, z)
         else:
-            a = ar.apply(_activation(net, layer, derivative=False), z)
+            a = ar.apply(_activation(net, layer, derivative=False), z, landmarks=_landmarks(net, layer))
+            if ar.absolute:
+                a = Bounded(a.v, a.e + ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z.v)))
         zs.append(z)
         acts.append(a)
     return zs, acts, ins
@@ -215,14 +306,30 @@ def _loss_bound(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: A
     return _sum_all(ar, terms, scale)
 
 
+def _from_log_domain(ar: _Arith, p: Bounded, z: Array, t: Array) -> Bounded:
+    """A probability that autodiff of a log-loss forms as exp(z - lse) (or through the
+    JVP of logaddexp): the difference is rounded with an absolute error of about
+    u (1 + |z|), so p -- and 1 - p, which the loss's gradient may form instead --
+    carry that relative error."""
+    extra = ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z)) * (np.abs(p.v) + np.abs(t))
+    return Bounded(p.v, p.e + extra)
+
+
+def _underflow_floor(ar: _Arith, z: Bounded) -> Array:
+    """A product of the incoming gradient with a factor of g' (sigmoid(z) in silu')
+    may underflow before the rest of g' (up to |z| in size) multiplies it in."""
+    return ACTIVATION_ULPS * ar.p.tiny * (1.0 + np.abs(z.v))
+
+
 def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: Array) -> Bounded:
     scale = ref_losses.reduction_scale(net, t.shape[0])
     T = ar.exact(t)
     if ref_losses.has_fused_delta(net):
         if net.loss in ("bce", "bce_logits"):
-            p = ar.apply(reference.activations.sigmoid, z)
+            p = _from_log_domain(ar, ar.apply(reference.activations.sigmoid, z), z.v, t)
         elif net.loss in ("ce", "softmax_ce"):
-            p = _softmax_bounded(ar, z)
+            shift = np.abs(z.v - z.v.max(axis=-1, keepdims=True))
+            p = _from_log_domain(ar, _softmax_bounded(ar, z), shift, t)
             p = ar.mul(p, ar.exact(t.sum(axis=-1, keepdims=True)))
         else:
             p = a
@@ -233,21 +340,27 @@ def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t:
         k = a.v.shape[-1]
         s = Bounded(ga.v.sum(-1, keepdims=True), ga.e.sum(-1, keepdims=True) + k * ar.p.u * np.abs(ga.v).sum(-1, keepdims=True))
         return ar.mul(a, ar.sub(grad_a, s))
-    return ar.mul(grad_a, ar.apply(_activation(net, net.n_layers - 1, derivative=True), z))
+    d = ar.mul(grad_a, _derivative(ar, net, net.n_layers - 1, z))
+    return Bounded(d.v, d.e + _underflow_floor(ar, z))
 
 
-def error_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float) -> Bounds:
+def error_bounds(
+    net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float, absolute: bool = False
+) -> Bounds:
     """Per-entry error bounds for a ``dtype`` computation of loss, deltas, dW, db and
-    one SGD step of ``net`` on ``(params, x, t)`` -- values already in ``dtype``."""
-    ar = _Arith(Precision.of(dtype))
+    one SGD step of ``net`` on ``(params, x, t)`` -- values already in ``dtype``.
+    ``absolute`` selects the absolute-activation model (see the module docstring)."""
+    ar = _Arith(Precision.of(dtype), absolute)
     params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
     zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64))
     t = np.asarray(t, np.float64)
     loss_e = _loss_bound(ar, net, zs[-1], acts[-1], t)
+    unreduced = float(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)).sum())
     ds = [_output_delta(ar, net, zs[-1], acts[-1], t)]
     for layer in range(net.n_layers - 2, -1, -1):
         back = ar.affine(ds[-1], params[layer + 1][0].T)
-        ds.append(ar.mul(ar.apply(_activation(net, layer, derivative=True), zs[layer]), back))
+        d = ar.mul(_derivative(ar, net, layer, zs[layer]), back)
+        ds.append(Bounded(d.v, d.e + _underflow_floor(ar, zs[layer])))
     ds = ds[::-1]
     dW = [ar.outer_sum(a_in, d) for a_in, d in zip(ins, ds)]
     db = [ar.column_sum(d) for d in ds]
@@ -255,10 +368,15 @@ def error_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: s
     stepped_W = [lr * g.e + u * (2 * lr * np.abs(g.v) + np.abs(W - lr * g.v)) for (W, _), g in zip(params, dW)]
     stepped_b = [lr * g.e + u * (2 * lr * np.abs(g.v) + np.abs(b - lr * g.v)) for (_, b), g in zip(params, db)]
     values = [q.v for q in (*zs, *acts, *ds, *dW, *db)]
-    magnitude = max(float(np.max(np.abs(v), initial=0.0)) for v in values)
+    magnitude = max(unreduced, *(float(np.max(np.abs(v), initial=0.0)) for v in values))
     return Bounds(loss_e, [d.e for d in ds], [g.e for g in dW], [g.e for g in db], stepped_W, stepped_b, magnitude)
 
 
 def fits_dtype(bounds: Bounds, dtype: str, headroom: float = 16.0) -> bool:
-    """Whether every intermediate stays ``headroom`` below the dtype's overflow."""
-    return math.isfinite(bounds.max_magnitude) and bounds.max_magnitude * headroom < Precision.of(dtype).max
+    """Whether the dtype can compute the case at all: every intermediate stays
+    ``headroom`` below overflow, and no bound is infinite (as when a probability that
+    a log-loss takes the log of rounds to 0 in the dtype)."""
+    if not (math.isfinite(bounds.max_magnitude) and bounds.max_magnitude * headroom < Precision.of(dtype).max):
+        return False
+    arrays = (*bounds.deltas, *bounds.dW, *bounds.db, *bounds.stepped_W, *bounds.stepped_b)
+    return math.isfinite(bounds.loss) and all(np.isfinite(a).all() for a in arrays)

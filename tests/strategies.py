@@ -62,6 +62,7 @@ class Case:
     lr: float
     seed: int
     scales: tuple[float, ...]
+    targets: str = "hard"
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:  # hypothesis' printer
         printer.text(repr(self))
@@ -72,7 +73,7 @@ class Case:
         return (
             f"Case(sizes={net.sizes}, activations={acts}, loss={net.loss!r}, "
             f"reduction={net.reduction!r}, batch={self.x.shape[0]}, dtype={self.dtype!r}, "
-            f"lr={self.lr}, seed={self.seed}, scales={self.scales})"
+            f"lr={self.lr}, seed={self.seed}, scales={self.scales}, targets={self.targets!r})"
         )
 
 
@@ -90,10 +91,9 @@ def _activation(draw, layer: int, names: tuple[str, ...]) -> object:
     return (name, params)
 
 
-def _targets(draw, rng: np.random.Generator, loss: str, shape: tuple[int, int]) -> np.ndarray:
+def _targets(rng: np.random.Generator, loss: str, shape: tuple[int, int], kind: str) -> np.ndarray:
     if loss in ("sse", "mse"):
         return rng.standard_normal(shape)
-    kind = draw(st.sampled_from(("hard", "soft")), label="target kind")
     if loss in ("bce", "bce_logits"):
         return rng.integers(0, 2, shape).astype(float) if kind == "hard" else rng.uniform(0, 1, shape)
     if kind == "hard":
@@ -145,16 +145,26 @@ def cases(
         10.0 ** draw(st.sampled_from(exponents), label=f"scale {i}") for i in range(n_layers + 1)
     )
     lr = draw(st.sampled_from(LEARNING_RATES), label="learning rate")
+    kind = "hard" if loss in ("sse", "mse") else draw(st.sampled_from(("hard", "soft")), label="target kind")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    network = reference.Network(sizes, acts, loss=loss, reduction=reduction)
+    return build_case(network, batch=n, dtype=dtype, lr=lr, seed=seed, scales=scales, targets=kind)
+
+
+def build_case(
+    network: reference.Network, *, batch: int, dtype: str, lr: float, seed: int,
+    scales: tuple[float, ...], targets: str = "hard",
+) -> Case:
+    """The arrays of a case, filled from ``seed``: rebuilds any printed ``Case`` record."""
     rng = np.random.default_rng(seed)
+    sizes = network.sizes
     params = [
         (round_to(_array(rng, (a, b), scales[i + 1]), dtype), round_to(_array(rng, (b,), scales[i + 1]), dtype))
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
     ]
-    x = round_to(_array(rng, (n, sizes[0]), scales[0] * math.sqrt(10.0)), dtype)
-    t = round_to(_targets(draw, rng, loss, (n, sizes[-1])), dtype)
-    network = reference.Network(sizes, acts, loss=loss, reduction=reduction)
-    return Case(network, params, x, t, dtype, lr, seed, scales)
+    x = round_to(_array(rng, (batch, sizes[0]), scales[0] * math.sqrt(10.0)), dtype)
+    t = round_to(_targets(rng, network.loss, (batch, sizes[-1]), targets), dtype)
+    return Case(network, params, x, t, dtype, lr, seed, tuple(scales), targets)
 
 
 def _validate(*, dtype, depth, width, batch, activations, losses) -> None:

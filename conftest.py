@@ -1,0 +1,15 @@
+"""Loads deltacheck's pytest plugin (tests/deltacheck_plugin.py) and pins threads.
+
+Thread counts are pinned before any framework is imported: on a 2-core machine,
+BLAS and XLA thread pools fight each other (torch runs several times slower beside
+jax in one process), and one thread per process is the fastest configuration;
+use ``pytest -n auto`` (pytest-xdist) to use more cores.
+"""
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+pytest_plugins = ("deltacheck_plugin",)

@@ -1,0 +1,73 @@
+"""What the cross-validation tests share: the problem an adapter sees, the
+reference's answer, adapter calls that may be unsupported, and failure messages."""
+
+from __future__ import annotations
+
+import hypothesis.errors
+import numpy as np
+import pytest
+from hypothesis import reject
+
+import reference
+from adapters.interface import Activation, NetworkSpec, Problem, Result, Unsupported
+from repro import snippet
+
+
+def problem_of(case) -> Problem:
+    net = case.network
+    spec = NetworkSpec(
+        sizes=net.sizes,
+        activations=tuple(Activation(name, dict(p)) for name, p in net.activations),
+        loss=net.loss,
+        reduction=net.reduction,
+    )
+    return Problem(spec, [(W.copy(), b.copy()) for W, b in case.params], case.x.copy(), case.t.copy())
+
+
+def expected_result(case) -> Result:
+    """The reference's loss, deltas, gradients and step, in float64."""
+    net = case.network
+    trace = reference.forward(net, case.params, case.x)
+    ds = reference.backward(net, case.params, trace, case.t)
+    grads = [reference.layer_gradients(d, a_in) for d, a_in in zip(ds, trace.a_in)]
+    E = reference.loss(net, case.params, case.x, case.t)
+    return Result(E, ds, grads, reference.sgd_step(case.params, grads, case.lr))
+
+
+def compute_or_reject(variant, case, unsupported: list[str], steps: int | None = None):
+    """Run the adapter; a combination it cannot run rejects the example, and the
+    reason is kept so that a test with no supported example becomes a skip."""
+    problem = problem_of(case)
+    try:
+        if steps is None:
+            return variant.adapter.compute(problem, device=variant.device, dtype=variant.dtype, lr=case.lr)
+        return variant.adapter.train(
+            problem, device=variant.device, dtype=variant.dtype, lr=case.lr, steps=steps
+        )
+    except Unsupported as exc:
+        unsupported.append(str(exc))
+        reject()
+
+
+def run_hypothesis(check, unsupported: list[str]) -> None:
+    try:
+        check()
+    except hypothesis.errors.Unsatisfiable:
+        if unsupported:
+            pytest.skip("unsupported: " + "; ".join(sorted(set(unsupported))[:3]))
+        raise
+
+
+def failure_message(variant, case, failing, recorder) -> str:
+    parts = [f"{variant.id}: {len(failing)} quantity(ies) disagree with the reference", ""]
+    parts += [c.describe() for c in failing]
+    parts += [
+        "",
+        f"case: {case!r}",
+        "",
+        "reproduce with NumPy and the framework alone:",
+        snippet(variant, case, failing[0]),
+        "",
+        f"rerun exactly this test: {recorder.rerun_command()}",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,126 @@
+"""Known discrepancies: entry-wise findings that are documented framework properties.
+
+The file (``tests/known_discrepancies.toml`` by default) lists entries such as::
+
+    [[discrepancy]]
+    test = "test_every_quantity_matches_reference[torch-*-float32]"   # fnmatch on the test id
+    quantity = "delta"          # key prefix: loss, delta, dW, db, W_step, b_step
+    activations = ["sigmoid"]   # optional: the case must use one of these
+    reason = "why this is a property of the framework, with a reference"
+    activation_error = "absolute"   # optional: explains only errors within the absolute-activation model
+    max_relative = 1e-7             # optional: see below
+    when = "bce_saturated"          # optional: a named condition on the case (CONDITIONS);
+                                    # such an entry explains any failure in those cases
+
+An entry explains entry-wise findings only, unless it also gives
+``max_relative``: then it explains any failure whose mismatched entries all lie
+within that difference relative to the tensor's largest magnitude -- the way to list a precisely characterised
+framework finding (e.g. a float32 constant inside a float64 path, relative error
+~3e-8) without exempting larger errors in the same cases.  An entry that matches
+nothing in a run is reported at the end of the run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import reference
+from error_model import round_to
+
+
+def _bce_saturated(case) -> bool:
+    """A sigmoid output with a (1 - a) below 1e-12, or a rounding to 0 or 1 in the dtype."""
+    if case.network.loss != "bce":
+        return False
+    z = reference.forward(case.network, case.params, case.x).z[-1]
+    a = round_to(reference.activations.sigmoid(z), case.dtype)
+    return bool(np.any(reference.activations.sigmoid_prime(z) < 1e-12) or np.any((a == 0) | (a == 1)))
+
+
+def _softplus_exp_overflows(case) -> bool:
+    """A softplus layer asked for the exact function (threshold = inf) whose exp(beta z)
+    overflows the dtype."""
+    limit = np.log(float(np.finfo(np.float64).max if case.dtype == "float64" else 3.0e38))
+    if case.dtype == "float16":
+        limit = np.log(65504.0)
+    trace = reference.forward(case.network, case.params, case.x)
+    for (name, p), z in zip(case.network.activations, trace.z):
+        if name == "softplus" and np.isinf(p["threshold"]) and np.any(p["beta"] * z > limit - 1.0):
+            return True
+    return False
+
+
+# Named conditions on a case that an entry can require (``when = "..."``).
+CONDITIONS: dict[str, Callable[[object], bool]] = {
+    "bce_saturated": _bce_saturated,
+    "softplus_exp_overflows": _softplus_exp_overflows,
+}
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    test: str
+    quantity: str
+    reason: str
+    activations: tuple[str, ...] = ()
+    losses: tuple[str, ...] = ()
+    max_relative: float | None = None
+    absolute_activation: bool = False
+    when: str | None = None
+
+    def explains(self, test_id: str, comparison, case) -> bool:
+        activations = {name for name, _ in case.network.activations}
+        loss = case.network.loss
+        if not (
+            fnmatch.fnmatchcase(test_id, self.test.replace("[", "[[]"))  # brackets are literal
+            and comparison.key.startswith(self.quantity)
+            and (not self.activations or bool(activations & set(self.activations)))
+            and (not self.losses or loss in self.losses)
+            and (self.when is None or CONDITIONS[self.when](case))
+        ):
+            return False
+        if self.when is not None:
+            return True
+        if self.absolute_activation and not comparison.within_loose:
+            return False
+        if self.max_relative is None:
+            return not comparison.tensor_failed
+        return comparison.mismatched_relative <= self.max_relative
+
+
+def _activation_error(value: str | None, path: Path, i: int) -> bool:
+    if value not in (None, "absolute"):
+        raise ValueError(f"{path}: discrepancy #{i + 1} has activation_error={value!r}; allowed: 'absolute'")
+    return value == "absolute"
+
+
+def _condition(name: str | None, path: Path, i: int) -> str | None:
+    if name is not None and name not in CONDITIONS:
+        raise ValueError(
+            f"{path}: discrepancy #{i + 1} has when={name!r}; known conditions: {', '.join(CONDITIONS)}"
+        )
+    return name
+
+
+def load(path: Path) -> list[Discrepancy]:
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text())
+    entries = []
+    for i, raw in enumerate(data.get("discrepancy", [])):
+        missing = {"test", "quantity", "reason"} - set(raw)
+        if missing:
+            raise ValueError(f"{path}: discrepancy #{i + 1} lacks {', '.join(sorted(missing))}")
+        entries.append(
+            Discrepancy(raw["test"], raw["quantity"], raw["reason"],
+                        tuple(raw.get("activations", ())), tuple(raw.get("losses", ())),
+                        raw.get("max_relative"), _activation_error(raw.get("activation_error"), path, i),
+                        _condition(raw.get("when"), path, i))
+        )
+    return entries

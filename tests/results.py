@@ -1,0 +1,105 @@
+"""What every comparison recorded, for the run summary and the report.
+
+Each comparison records its error/allowed ratios; the summary prints the largest
+ratio per target and dtype so everyone sees how tight the error model is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from compare import Comparison
+from known import Discrepancy
+
+
+@dataclass
+class Record:
+    test: str  # the test's node name, e.g. test_x[torch-cpu-float32]
+    target: str
+    device: str
+    dtype: str
+    quantity: str  # key prefix: loss, delta, dW, db, W_step, b_step
+    activations: tuple[str, ...]
+    entry_ratio: float
+    tensor_ratio: float
+    known: str | None
+    case: str
+
+
+@dataclass
+class Results:
+    records: list[Record] = field(default_factory=list)
+    used_known: set[int] = field(default_factory=set)  # indices into the known list
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+
+    def as_json(self) -> list[dict]:
+        return [asdict(r) for r in self.records]
+
+    def summary_lines(self, known: list[Discrepancy]) -> list[str]:
+        if not self.records:
+            return []
+        worst: dict[tuple[str, str], Record] = {}
+        for r in self.records:
+            k = (r.target, r.dtype)
+            if r.known is None and (k not in worst or r.entry_ratio > worst[k].entry_ratio):
+                worst[k] = r
+        lines = ["", "deltacheck: largest error/allowed per target and dtype (1.0 = at the bound)"]
+        for (target, dtype), r in sorted(worst.items()):
+            lines.append(
+                f"  {target:<12} {dtype:<9} entry-wise {r.entry_ratio:9.3g}  tensor-wise "
+                f"{r.tensor_ratio:9.3g}  ({r.quantity}, {len(self._of(target, dtype))} comparisons)"
+            )
+        known_hits = [r for r in self.records if r.known]
+        if known_hits:
+            lines.append(f"deltacheck: {len(known_hits)} entry-wise finding(s) matched known discrepancies")
+        for i, d in enumerate(known):
+            if i not in self.used_known:
+                lines.append(f"deltacheck: WARNING known discrepancy matched nothing: {d.test} / {d.quantity}")
+        return lines
+
+    def _of(self, target: str, dtype: str) -> list[Record]:
+        return [r for r in self.records if r.target == target and r.dtype == dtype]
+
+
+_KEY = re.compile(r"^[A-Za-z_]+")
+
+
+@dataclass
+class Recorder:
+    """Per test: records comparisons and sorts failures into known and unexplained."""
+
+    results: Results
+    nodeid: str
+    name: str
+    known: list[Discrepancy]
+    seed: int
+    profile: str
+
+    def check(self, variant, case, comps: list[Comparison]) -> list[Comparison]:
+        acts = {name for name, _ in case.network.activations}
+        failing = []
+        for c in comps:
+            quantity = _KEY.match(c.key).group(0)
+            reason = None
+            if c.failed:
+                for i, d in enumerate(self.known):
+                    if d.explains(self.name, c, case):
+                        reason = d.reason
+                        self.results.used_known.add(i)
+                        break
+            self.results.add(Record(
+                self.name, variant.target, variant.device, variant.dtype, quantity,
+                tuple(sorted(acts)), c.entry_ratio, c.tensor_ratio, reason, repr(case),
+            ))
+            if c.failed and reason is None:
+                failing.append(c)
+        return failing
+
+    def rerun_command(self) -> str:
+        return (
+            f"pytest '{self.nodeid}' --hypothesis-profile={self.profile} "
+            f"--hypothesis-seed={self.seed}"
+        )

@@ -1,0 +1,82 @@
+"""Every quantity of the derivation, from every target, against the reference.
+
+For each selected target x device x dtype: the loss (Eq. 1), every layer's delta
+(Eqs. 5, 14), dW (Eqs. 6, 15), db (Eqs. 8, 18) and the parameters after one step
+(Eq. 7) equal the reference, entry by entry, within the error model; and a K-step
+full-batch trajectory is, step by step, the reference's Eq. 7 step from the
+framework's own previous parameters.  The reference runs in float64 on inputs
+already rounded to the tested dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import assume, given, seed, settings
+
+import reference
+from adapters.interface import Result
+from compare import Comparison, Mismatch, comparisons
+from crossval import compute_or_reject, expected_result, failure_message, problem_of, run_hypothesis
+from deltacheck_plugin import example_budget
+from error_model import SAFETY, both_bounds, fits_dtype
+from strategies import cases
+
+TRAJECTORY_STEPS = 4
+
+
+def test_every_quantity_matches_reference(variant, recorder, run_seed, pytestconfig):
+    unsupported: list[str] = []
+
+    @settings(max_examples=example_budget(pytestconfig, variant.target))
+    @seed(run_seed)
+    @given(case=cases(dtype=variant.dtype))
+    def check(case):
+        bounds, loose = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
+        assume(fits_dtype(bounds, case.dtype))
+        result = compute_or_reject(variant, case, unsupported)
+        comps = comparisons(case, result, expected_result(case), bounds, loose)
+        failing = recorder.check(variant, case, comps)
+        if failing:
+            raise Mismatch(failure_message(variant, case, failing, recorder))
+
+    run_hypothesis(check, unsupported)
+
+
+def test_training_trajectory_matches_reference(variant, recorder, run_seed, pytestconfig):
+    unsupported: list[str] = []
+
+    @settings(max_examples=max(2, example_budget(pytestconfig, variant.target) // 4))
+    @seed(run_seed)
+    @given(case=cases(dtype=variant.dtype, depth=(1, 3), width=(1, 16), batch=(1, 8)))
+    def check(case):
+        history = compute_or_reject(variant, case, unsupported, steps=TRAJECTORY_STEPS)
+        params = case.params
+        for step, after in enumerate(history, 1):
+            comps = _step_comparisons(case, params, after, step)
+            at_step = dataclasses.replace(case, params=params)
+            failing = recorder.check(variant, at_step, comps)
+            if failing:
+                raise Mismatch(failure_message(variant, at_step, failing, recorder))
+            params = after
+
+    run_hypothesis(check, unsupported)
+
+
+def _step_comparisons(case, params, after, step: int) -> list[Comparison]:
+    """Step ``step`` against Eq. 7 taken by the reference from the framework's own
+    previous parameters, so each step is held to the single-step error model."""
+    net = case.network
+    b, loose = both_bounds(net, params, case.x, case.t, dtype=case.dtype, lr=case.lr)
+    assume(fits_dtype(b, case.dtype))
+    expected = reference.sgd_step(params, reference.gradients(net, params, case.x, case.t), case.lr)
+    out = []
+    for l, ((W, bias), (eW, eb)) in enumerate(zip(after, expected)):
+        n = l + 1
+        for key, got, want, bound, lbound in (
+            ("W", W, eW, b.stepped_W[l], loose.stepped_W[l]), ("b", bias, eb, b.stepped_b[l], loose.stepped_b[l])
+        ):
+            out.append(Comparison(f"{key} of layer {n} after step {step} of {TRAJECTORY_STEPS}, Eq. 7",
+                                  f"{key}_step[{n}]@{step}", case.dtype, got, want, SAFETY * bound, SAFETY * lbound))
+    return out
