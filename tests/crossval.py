@@ -4,13 +4,16 @@ reference's answer, adapter calls that may be unsupported, and failure messages.
 from __future__ import annotations
 
 import hypothesis.errors
-import numpy as np
 import pytest
-from hypothesis import reject
+from hypothesis import assume, given, reject, seed, settings
+from hypothesis import strategies as st
 
 import reference
 from adapters.interface import Activation, NetworkSpec, Problem, Result, Unsupported
+from compare import Mismatch, comparisons
+from error_model import both_bounds, fits_dtype
 from repro import snippet
+from strategies import cases
 
 
 def problem_of(case) -> Problem:
@@ -71,3 +74,23 @@ def failure_message(variant, case, failing, recorder) -> str:
         f"rerun exactly this test: {recorder.rerun_command()}",
     ]
     return "\n".join(parts)
+
+
+def check_quantities(variant, recorder, run_seed: int, max_examples: int, strategy: st.SearchStrategy | None = None) -> None:
+    """Hypothesis search over cases: loss, deltas, dW, db and the step of ``variant``
+    against the reference; raises ``Mismatch`` (after shrinking) on a disagreement."""
+    unsupported: list[str] = []
+
+    @settings(max_examples=max_examples)
+    @seed(run_seed)
+    @given(case=strategy if strategy is not None else cases(dtype=variant.dtype))
+    def check(case):
+        bounds, loose = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
+        assume(fits_dtype(bounds, case.dtype))
+        result = compute_or_reject(variant, case, unsupported)
+        comps = comparisons(case, result, expected_result(case), bounds, loose)
+        failing = recorder.check(variant, case, comps)
+        if failing:
+            raise Mismatch(failure_message(variant, case, failing, recorder))
+
+    run_hypothesis(check, unsupported)

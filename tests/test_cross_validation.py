@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 from hypothesis import assume, given, seed, settings
 
 import reference
-from adapters.interface import Result
-from compare import Comparison, Mismatch, comparisons
-from crossval import compute_or_reject, expected_result, failure_message, problem_of, run_hypothesis
+from compare import Comparison, Mismatch
+from crossval import check_quantities, compute_or_reject, failure_message, run_hypothesis
 from deltacheck_plugin import example_budget
 from error_model import SAFETY, both_bounds, fits_dtype
 from strategies import cases
@@ -27,21 +25,7 @@ TRAJECTORY_STEPS = 4
 
 
 def test_every_quantity_matches_reference(variant, recorder, run_seed, pytestconfig):
-    unsupported: list[str] = []
-
-    @settings(max_examples=example_budget(pytestconfig, variant.target))
-    @seed(run_seed)
-    @given(case=cases(dtype=variant.dtype))
-    def check(case):
-        bounds, loose = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
-        assume(fits_dtype(bounds, case.dtype))
-        result = compute_or_reject(variant, case, unsupported)
-        comps = comparisons(case, result, expected_result(case), bounds, loose)
-        failing = recorder.check(variant, case, comps)
-        if failing:
-            raise Mismatch(failure_message(variant, case, failing, recorder))
-
-    run_hypothesis(check, unsupported)
+    check_quantities(variant, recorder, run_seed, example_budget(pytestconfig, variant.target))
 
 
 def test_training_trajectory_matches_reference(variant, recorder, run_seed, pytestconfig):
