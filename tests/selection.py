@@ -65,7 +65,10 @@ def load_all(external: tuple[str, ...]) -> list[LoadedTarget]:
             missing = f"{framework} is not installed ({missing})"
         loaded.append(LoadedTarget(name, framework, targets.get(name), missing))
     for module in external:
-        targets, missing = _load_module(module)
+        try:
+            targets, missing = _load_module(module)
+        except TypeError as exc:
+            raise UsageError(f"--adapter {module!r}: {exc}") from None
         if missing:
             raise UsageError(f"--adapter {module!r}: {missing}")
         loaded += [LoadedTarget(n, a.framework, a, None) for n, a in targets.items()]

@@ -77,8 +77,8 @@ class Case:
         )
 
 
-def _activation(draw, layer: int, names: tuple[str, ...]) -> object:
-    name = draw(st.sampled_from(names), label=f"activation of layer {layer}")
+def _activation(draw, layer: str, names: tuple[str, ...]) -> object:
+    name = draw(st.sampled_from(names), label=f"activation of {layer}")
     choices = ACTIVATION_PARAMS.get(name)
     if not choices:
         return name
@@ -109,6 +109,18 @@ def _array(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np
 
 
 @st.composite
+def _layer(draw, width: tuple[int, int], activations: tuple[str, ...], exponents: tuple[float, ...]):
+    """One weight layer: its output width (or the previous layer's, making it square),
+    its activation and its weight scale.  Drawn as one list element, so shrinking
+    deletes whole layers without shifting the other draws."""
+    n_out = draw(st.integers(*width), label="width")
+    square = draw(st.booleans(), label="same width as its input (a square layer)")
+    activation = _activation(draw, "this layer", activations)
+    scale = 10.0 ** draw(st.sampled_from(exponents), label="weight scale")
+    return n_out, square, activation, scale
+
+
+@st.composite
 def cases(
     draw,
     *,
@@ -122,33 +134,40 @@ def cases(
 ) -> Case:
     """A random network, parameters, batch and targets, rounded to ``dtype``.
 
-    Depth, widths and batch are drawn from the inclusive ranges given; an
-    activation per hidden layer from ``activations``; the loss from ``losses``
-    restricted to those the output layer allows; the output activation to match
-    the loss.  Shrinks toward the one-layer, width-one ``sse`` network.
+    The loss comes from ``losses``, the depth, widths and batch from the inclusive
+    ranges given (an output layer for ``ce``/``softmax_ce`` gets at least 2 units), an
+    activation per hidden layer from ``activations``, the output activation as the
+    loss requires (or drawn, for ``sse``/``mse``, softmax included).  Layers are list
+    elements, each possibly square.  Shrinks toward the one-layer, width-one ``sse``
+    network of batch 1.
     """
-    _validate(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations, losses=losses)
-    n_layers = draw(st.integers(*depth), label="layers")
-    sizes = [draw(st.integers(*width), label=f"width {i}") for i in range(n_layers + 1)]
-    acts = [_activation(draw, i + 1, activations) for i in range(n_layers - 1)]
-    allowed = [loss for loss in losses if not (loss in ("ce", "softmax_ce") and sizes[-1] < 2)]
-    loss = draw(st.sampled_from(allowed or ["sse"]), label="loss")
-    output = reference.OUTPUT_ACTIVATION_FOR_LOSS.get(loss)
-    if output is None:
-        outputs = activations + (("softmax",) if sizes[-1] >= 2 else ())
-        output = _activation(draw, n_layers, outputs)
-    acts.append(output)
+    _validate(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
+              losses=losses, reductions=reductions)
+    exponents = SCALE_EXPONENTS[dtype]
+    loss = draw(st.sampled_from(losses), label="loss")
     reduction = draw(st.sampled_from(reductions), label="reduction")
     n = draw(st.integers(*batch), label="batch")
-    exponents = SCALE_EXPONENTS[dtype]
-    scales = tuple(
-        10.0 ** draw(st.sampled_from(exponents), label=f"scale {i}") for i in range(n_layers + 1)
-    )
     lr = draw(st.sampled_from(LEARNING_RATES), label="learning rate")
     kind = "hard" if loss in ("sse", "mse") else draw(st.sampled_from(("hard", "soft")), label="target kind")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    sizes = [draw(st.integers(*width), label="input width")]
+    scales = [10.0 ** draw(st.sampled_from(exponents), label="input scale")]
+    layers = draw(st.lists(_layer(width, activations, exponents), min_size=depth[0], max_size=depth[1]),
+                  label="layers")
+    acts = []
+    for n_out, square, activation, scale in layers:
+        sizes.append(sizes[-1] if square else n_out)
+        acts.append(activation)
+        scales.append(scale)
+    if loss in ("ce", "softmax_ce"):
+        sizes[-1] = max(sizes[-1], 2)
+    output = reference.OUTPUT_ACTIVATION_FOR_LOSS.get(loss)
+    if output is None:
+        outputs = activations + (("softmax",) if sizes[-1] >= 2 else ())
+        output = _activation(draw, "the output layer", outputs)
+    acts[-1] = output
     network = reference.Network(sizes, acts, loss=loss, reduction=reduction)
-    return build_case(network, batch=n, dtype=dtype, lr=lr, seed=seed, scales=scales, targets=kind)
+    return build_case(network, batch=n, dtype=dtype, lr=lr, seed=seed, scales=tuple(scales), targets=kind)
 
 
 def build_case(
@@ -167,7 +186,7 @@ def build_case(
     return Case(network, params, x, t, dtype, lr, seed, tuple(scales), targets)
 
 
-def _validate(*, dtype, depth, width, batch, activations, losses) -> None:
+def _validate(*, dtype, depth, width, batch, activations, losses, reductions) -> None:
     if dtype not in SCALE_EXPONENTS:
         raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(SCALE_EXPONENTS)}")
     for name, (lo, hi) in (("depth", depth), ("width", width), ("batch", batch)):
@@ -181,3 +200,5 @@ def _validate(*, dtype, depth, width, batch, activations, losses) -> None:
     unknown = [loss for loss in losses if loss not in LOSS_ORDER]
     if unknown or not losses:
         raise ValueError(f"losses={losses!r}; choose a non-empty subset of {LOSS_ORDER}")
+    if not reductions or any(r not in ("sum", "mean") for r in reductions):
+        raise ValueError(f"reductions={reductions!r}; choose a non-empty subset of ('sum', 'mean')")

@@ -181,9 +181,6 @@ def test_an_adapter_named_in_the_environment_is_collected(
     assert set(_collected_ids(result)) == {f"mini-torch-cpu-{d}" for d in DTYPES}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "selection._load_module catches only ImportError; load_targets' TypeError for a module "
-    "without TARGETS escapes pytest_configure as an INTERNALERROR instead of a usage error"))
 def test_an_adapter_module_without_targets_is_a_usage_error_naming_it(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
