@@ -12,4 +12,4 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
-pytest_plugins = ("deltacheck_plugin",)
+pytest_plugins = ("deltacheck_plugin", "report_plugin")

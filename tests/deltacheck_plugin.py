@@ -55,9 +55,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config._deltacheck_targets = targets
     config._deltacheck_known = known.load(Path(config.getoption("known_discrepancies")))
-    seed = config.getoption("hypothesis_seed", None)
-    config._deltacheck_seed = int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
+    config._deltacheck_seed = _run_seed(config)
     config._deltacheck_results = results.Results()
+
+
+def _run_seed(config: pytest.Config) -> int:
+    """--hypothesis-seed, else the seed the xdist controller chose, else a fresh one:
+    every worker of a run draws the examples a serial run would."""
+    seed = config.getoption("hypothesis_seed", None)
+    if seed is None:
+        seed = getattr(config, "workerinput", {}).get("deltacheck_seed")
+    return int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # pytest-xdist, on the controller
+    node.workerinput["deltacheck_seed"] = node.config._deltacheck_seed
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
