@@ -271,8 +271,9 @@ def _sum_all(ar: _Arith, terms: Bounded, scale: float) -> float:
 
 
 def _weighted(weight: Array, e: Array) -> Array:
-    """weight * e, where a zero weight removes its term whatever its error (0 * inf)."""
-    return np.where(weight == 0, 0.0, weight * np.where(weight == 0, 0.0, e))
+    """weight * e; an infinite error stays infinite even under a zero weight, since
+    autodiff of t log(a) at a = 0 gives 0 * inf = NaN (with xlogy too)."""
+    return np.where(np.isinf(e), np.inf, weight * np.where(np.isinf(e), 0.0, e))
 
 
 def _loss_bound(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: Array) -> float:

@@ -56,10 +56,20 @@ def _softplus_exp_overflows(case) -> bool:
     return False
 
 
+def _gelu_tanh_left_tail(case) -> bool:
+    """A gelu_tanh layer with some z < -3, where 1 + tanh(u) < 0.008 cancels."""
+    trace = reference.forward(case.network, case.params, case.x)
+    return any(
+        name == "gelu_tanh" and bool(np.any(z < -3.0))
+        for (name, _), z in zip(case.network.activations, trace.z)
+    )
+
+
 # Named conditions on a case that an entry can require (``when = "..."``).
 CONDITIONS: dict[str, Callable[[object], bool]] = {
     "bce_saturated": _bce_saturated,
     "softplus_exp_overflows": _softplus_exp_overflows,
+    "gelu_tanh_left_tail": _gelu_tanh_left_tail,
 }
 
 
