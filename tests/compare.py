@@ -97,7 +97,7 @@ class Comparison:
 
     def describe(self) -> str:
         d = self.diff
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             over = d > self.allowed
             rel = np.where(d == 0, 0.0, d / np.abs(self.expected))
             ratio = _ratio(d, self.allowed)
@@ -125,7 +125,7 @@ class Comparison:
 
 def _ratio(diff: Array, allowed: Array) -> Array:
     """diff / allowed per entry: 0 where diff is 0, inf where a NaN or inf is not allowed."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         r = np.where(diff == 0, 0.0, diff / allowed)
     return np.where(np.isnan(r), np.inf, r)
 

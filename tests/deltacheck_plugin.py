@@ -27,8 +27,9 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True, suppress_health_check=HEALTH)
 
-# Relative example budgets: un-jitted jax compiles every primitive per new shape.
-TARGET_BUDGET = {"jax": 0.25}
+# Relative example budgets: un-jitted jax compiles every primitive per new shape
+# (~1 s an example here), jax-jit the whole function (0.15-0.9 s a new shape).
+TARGET_BUDGET = {"jax": 0.1, "jax-jit": 0.3}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -23,7 +23,8 @@ run is printed so the model's tightness is visible.
 Two variants: the *strict* model assumes every activation and derivative is
 evaluated accurately relative to itself (as the reference does); the
 *absolute-activation* model also allows each activation value an absolute error of
-a few u (1 + |z|) and each derivative a few u (1 + |g(z)|), which is what common
+a few u (1 + |z|), each derivative a few u (1 + |g(z)|), and each log-loss term and
+loss probability a few u, which is what common
 implementations reach when they form a derivative from the rounded output y
 (sigmoid' = y(1 - y), tanh' = 1 - y^2: total loss of relative accuracy in the
 tails), as a difference of O(1) terms (autodiff of softsign's z / (1 + |z|)), or
@@ -221,11 +222,15 @@ DERIVATIVE_TERMS = {
 
 
 def _derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounded) -> Bounded:
-    """g'(z) as a bounded value; the absolute-activation model adds a few u absolute error."""
+    """g'(z) as a bounded value.  A factor of g' (sigmoid(z) in silu') may underflow
+    to 0 although g' itself is representable, and the incoming gradient then scales
+    that loss: the floor rides on g' so that the product below carries it.  The
+    absolute-activation model adds a few u absolute error."""
     d = ar.apply(
         _activation(net, layer, derivative=True), z, DERIVATIVE_TERMS.get(net.activations[layer][0]),
         _landmarks(net, layer),
     )
+    d = Bounded(d.v, d.e + _underflow_floor(ar, z))
     if not ar.absolute:
         return d
     g = np.abs(_activation(net, layer, derivative=False)(z.v))
@@ -304,6 +309,8 @@ def _loss_bound(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: A
         e_lsm = z.e + z.e.max(axis=-1, keepdims=True) + (k + 2) * ar.p.u * (np.abs(shift) + lse)
         terms = Bounded(ref_losses.loss_terms(net, z.v, a.v, t), t * e_lsm)
     terms = Bounded(terms.v, terms.e + 2 * ar.p.u * np.abs(terms.v) + ar.p.tiny)
+    if ar.absolute:  # log(1 + e) through log rather than log1p: a few u absolute
+        terms = Bounded(terms.v, terms.e + ACTIVATION_ULPS * ar.p.u)
     return _sum_all(ar, terms, scale)
 
 
@@ -313,6 +320,8 @@ def _from_log_domain(ar: _Arith, p: Bounded, z: Array, t: Array) -> Bounded:
     u (1 + |z|), so p -- and 1 - p, which the loss's gradient may form instead --
     carry that relative error."""
     extra = ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z)) * (np.abs(p.v) + np.abs(t))
+    if ar.absolute:  # formed as 1 - (1 - p): a few u absolute
+        extra = extra + ACTIVATION_ULPS * ar.p.u
     return Bounded(p.v, p.e + extra)
 
 
