@@ -61,6 +61,18 @@ def run_hypothesis(check, unsupported: list[str]) -> None:
         raise
 
 
+def rebuild_expression(case) -> str:
+    """Python that rebuilds ``case`` with the suite's modules (run from tests/)."""
+    net = case.network
+    acts = tuple(name if not p else (name, dict(p)) for name, p in net.activations)
+    acts_text = repr(acts).replace("inf", "float('inf')")
+    return (
+        f"strategies.build_case(reference.Network({net.sizes}, {acts_text}, loss={net.loss!r}, "
+        f"reduction={net.reduction!r}), batch={case.x.shape[0]}, dtype={case.dtype!r}, lr={case.lr!r}, "
+        f"seed={case.seed}, scales={case.scales}, targets={case.targets!r})"
+    )
+
+
 def failure_message(variant, case, failing, recorder) -> str:
     parts = [f"{variant.id}: {len(failing)} quantity(ies) disagree with the reference", ""]
     parts += [c.describe() for c in failing]
@@ -71,7 +83,10 @@ def failure_message(variant, case, failing, recorder) -> str:
         "reproduce with NumPy and the framework alone:",
         snippet(variant, case, failing[0]),
         "",
+        f"rebuild exactly this case: {rebuild_expression(case)}",
         f"rerun exactly this test: {recorder.rerun_command()}",
+        "(hypothesis also prints a @reproduce_failure blob below, which replays the shrunk case "
+        "bit for bit even after the source changes)",
     ]
     return "\n".join(parts)
 
