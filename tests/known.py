@@ -84,16 +84,18 @@ class Discrepancy:
     absolute_activation: bool = False
     when: str | None = None
 
-    def explains(self, test_id: str, comparison, case) -> bool:
+    def explains_case(self, test_id: str, case) -> bool:
+        """Test id, activations, losses and condition match (any quantity)."""
         activations = {name for name, _ in case.network.activations}
-        loss = case.network.loss
-        if not (
+        return (
             fnmatch.fnmatchcase(test_id, self.test.replace("[", "[[]"))  # brackets are literal
-            and comparison.key.startswith(self.quantity)
             and (not self.activations or bool(activations & set(self.activations)))
-            and (not self.losses or loss in self.losses)
+            and (not self.losses or case.network.loss in self.losses)
             and (self.when is None or CONDITIONS[self.when](case))
-        ):
+        )
+
+    def explains(self, test_id: str, comparison, case) -> bool:
+        if not (comparison.key.startswith(self.quantity) and self.explains_case(test_id, case)):
             return False
         if self.when is not None:
             return True

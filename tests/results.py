@@ -80,6 +80,7 @@ class Recorder:
 
     def check(self, variant, case, comps: list[Comparison]) -> list[Comparison]:
         acts = {name for name, _ in case.network.activations}
+        case_text = repr(case)
         failing = []
         for c in comps:
             quantity = _KEY.match(c.key).group(0)
@@ -92,11 +93,21 @@ class Recorder:
                         break
             self.results.add(Record(
                 self.name, variant.target, variant.device, variant.dtype, quantity,
-                tuple(sorted(acts)), c.entry_ratio, c.tensor_ratio, reason, repr(case),
+                tuple(sorted(acts)), c.entry_ratio, c.tensor_ratio, reason, case_text,
             ))
             if c.failed and reason is None:
                 failing.append(c)
         return failing
+
+    def explain_crash(self, case) -> str | None:
+        """The reason of a known discrepancy that names a condition this case meets
+        (``when = ...``), for an adapter that raises instead of returning: e.g.
+        torch's softplus(threshold=inf) overflowing into bce's range check."""
+        for i, d in enumerate(self.known):
+            if d.when is not None and d.explains_case(self.name, case):
+                self.results.used_known.add(i)
+                return d.reason
+        return None
 
     def rerun_command(self) -> str:
         return (

@@ -144,6 +144,10 @@ def cases(
     _validate(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
               losses=losses, reductions=reductions)
     exponents = SCALE_EXPONENTS[dtype]
+    if width[1] < 2:  # cross-entropies need >= 2 outputs
+        losses = tuple(loss for loss in losses if loss not in ("ce", "softmax_ce"))
+        if not losses:
+            raise ValueError(f"losses {('ce', 'softmax_ce')} need an output of >= 2 units; width={width!r}")
     loss = draw(st.sampled_from(losses), label="loss")
     reduction = draw(st.sampled_from(reductions), label="reduction")
     n = draw(st.integers(*batch), label="batch")
@@ -177,8 +181,12 @@ def build_case(
     """The arrays of a case, filled from ``seed``: rebuilds any printed ``Case`` record."""
     rng = np.random.default_rng(seed)
     sizes = network.sizes
+    # Weights are divided by sqrt(fan-in) so that a layer's pre-activations sit at its
+    # drawn scale whatever its width: the scales, not the widths, decide how far into
+    # the tails a case reaches.
     params = [
-        (round_to(_array(rng, (a, b), scales[i + 1]), dtype), round_to(_array(rng, (b,), scales[i + 1]), dtype))
+        (round_to(_array(rng, (a, b), scales[i + 1] / math.sqrt(a)), dtype),
+         round_to(_array(rng, (b,), scales[i + 1]), dtype))
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
     ]
     x = round_to(_array(rng, (batch, sizes[0]), scales[0] * math.sqrt(10.0)), dtype)

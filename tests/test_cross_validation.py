@@ -36,7 +36,7 @@ def test_training_trajectory_matches_reference(variant, recorder, run_seed, pyte
     @given(case=cases(dtype=variant.dtype, depth=(1, 3), width=(1, 16), batch=(1, 8)))
     def check(case):
         assume(_trajectory_is_computable(case))
-        history = compute_or_reject(variant, case, unsupported, steps=TRAJECTORY_STEPS)
+        history = compute_or_reject(variant, case, unsupported, steps=TRAJECTORY_STEPS, variant_recorder=recorder)
         params = case.params
         for step, after in enumerate(history, 1):
             comps = _step_comparisons(case, params, after, step)
