@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -185,7 +185,7 @@ def _make_step(key: tuple, onehot: bool) -> Callable:
     return step
 
 
-def _split(flat: Any, shapes: tuple) -> list:
+def _split(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list:
     """Consecutive pieces of a flat array (NumPy or traced JAX) with ``shapes``."""
     pieces, start = [], 0
     for shape in shapes:
@@ -272,7 +272,7 @@ class JaxTarget:
         if key not in _STEPS:
             _STEPS[key] = _chained(_make_step(key[1:4], onehot), self.jit)
         step = _STEPS[key]
-        parts = [a for layer in problem.params for a in layer] + [problem.x, problem.t, lr]
+        parts: list[Any] = [a for layer in problem.params for a in layer] + [problem.x, problem.t, lr]
         layout = tuple(np.shape(a) for a in parts)
         # Values are exactly representable in dtype, so casting on the host is exact.
         flat = np.concatenate([np.ravel(a) for a in parts]).astype(_DTYPES[dtype])

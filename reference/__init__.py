@@ -13,7 +13,17 @@ only, and follows the equations of ``shared/derivation.md`` (Eq. 1 - Eq. 18)::
 """
 
 from .activations import ACTIVATIONS, Activation
-from .backprop import Trace, backward, deltas, forward, gradients, hidden_delta, layer_gradients, loss, output_delta
+from .backprop import (
+    Trace,
+    backward,
+    deltas,
+    forward,
+    gradients,
+    hidden_delta,
+    layer_gradients,
+    loss,
+    output_delta,
+)
 from .descent import sgd_step, train, train_online
 from .network import LOSSES, OUTPUT_ACTIVATION_FOR_LOSS, REDUCTIONS, Network, Params
 

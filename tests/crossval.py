@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import hypothesis.errors
 import pytest
+from compare import Mismatch, comparisons
+from error_model import both_bounds, fits_dtype
 from hypothesis import assume, given, reject, seed, settings
 from hypothesis import strategies as st
+from repro import snippet
+from strategies import cases
 
 import reference
 from adapters.interface import Activation, NetworkSpec, Problem, Result, Unsupported
-from compare import Mismatch, comparisons
-from error_model import both_bounds, fits_dtype
-from repro import snippet
-from strategies import cases
 
 
 def problem_of(case) -> Problem:

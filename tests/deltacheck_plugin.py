@@ -11,12 +11,12 @@ import os
 import random
 from pathlib import Path
 
-import pytest
-from hypothesis import HealthCheck, settings
-
 import known
+import pytest
 import results
 import selection
+from hypothesis import HealthCheck, settings
+
 from adapters.interface import DTYPES
 
 HEALTH = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]

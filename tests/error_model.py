@@ -42,8 +42,8 @@ import ml_dtypes
 import numpy as np
 
 import reference
-from reference import losses as ref_losses
 from reference import activations as acts
+from reference import losses as ref_losses
 from reference.activations import ACTIVATIONS, softmax
 
 Array = np.ndarray
@@ -68,7 +68,7 @@ class Precision:
     max: float
 
     @classmethod
-    def of(cls, dtype: str) -> "Precision":
+    def of(cls, dtype: str) -> Precision:
         if dtype not in _NUMPY_DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; known dtypes: {', '.join(_NUMPY_DTYPES)}")
         info = ml_dtypes.finfo(_NUMPY_DTYPES[dtype])
@@ -160,7 +160,7 @@ class _Arith:
         v = x.v * s
         return Bounded(v, x.e * abs(s) + self.p.u * np.abs(v) + self.p.tiny)
 
-    def apply(self, f, x: Bounded, terms=None, landmarks: Array = np.empty(0)) -> Bounded:
+    def apply(self, f, x: Bounded, terms=None, landmarks: Array | None = None) -> Bounded:
         """f evaluated at x: the largest change of f over x +- (e + c u |x|), plus rounding
         relative to ``terms(x)`` -- the sum of the magnitudes of the terms f adds up,
         where they cancel -- or to |f(x)|.
@@ -175,7 +175,7 @@ class _Arith:
         with np.errstate(invalid="ignore", over="ignore"):
             lo, hi = f(x.v - reach), f(x.v + reach)
             spread = np.maximum(np.abs(lo - v), np.abs(hi - v))
-            if landmarks.size:
+            if landmarks is not None and landmarks.size:
                 at = f(landmarks)
                 inside = np.abs(x.v[..., None] - landmarks) <= reach[..., None]
                 spread = np.maximum(spread, np.max(np.where(inside, np.abs(at - v[..., None]), 0.0), axis=-1))

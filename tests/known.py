@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from error_model import round_to
 
 import reference
-from error_model import round_to
 
 
 def _bce_saturated(case) -> bool:

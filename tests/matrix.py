@@ -21,7 +21,7 @@ from pathlib import Path
 # As a script, import what pytest's ``pythonpath`` (pyproject.toml) makes importable.
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from report import RunData, load, markdown, worst_first
+from report import RunData, load, markdown, worst_first  # noqa: E402 (after the path set-up)
 
 DEFAULT_DIR = Path("deltacheck-report") / "matrix"
 PACKAGES = ("python", "numpy", "jax", "jaxlib", "optax", "ml_dtypes", "torch", "hypothesis")

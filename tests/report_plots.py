@@ -18,7 +18,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
-
 from report import QUANTITY_EQUATIONS, Plot, RunData, column_of, worst_first
 
 FLOOR = 1e-6  # ratios below (exact agreement included) are drawn here on the log axes

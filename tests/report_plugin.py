@@ -20,9 +20,8 @@ from collections import Counter
 from importlib import metadata
 
 import pytest
-from hypothesis import settings
-
 import results
+from hypothesis import settings
 from report import Outcome, RunData, column_of, write_report
 
 DEFAULT_DIR = "deltacheck-report"

@@ -18,10 +18,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from error_model import round_to
 from hypothesis import strategies as st
 
 import reference
-from error_model import round_to
 
 # Simplest first: hypothesis shrinks toward the start of each list.
 ACTIVATION_ORDER = (

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import reference
 from compare import Comparison, comparisons, quantity_name
 from crossval import expected_result
 from error_model import SAFETY, Precision, both_bounds
 from strategies import build_case
+
+import reference
 
 U32 = Precision.of("float32").u
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from hypothesis import assume, given, seed, settings
-
-import reference
 from compare import Comparison, Mismatch
 from crossval import check_quantities, compute_or_reject, failure_message, run_hypothesis
 from deltacheck_plugin import example_budget
 from error_model import SAFETY, both_bounds, error_bounds, fits_dtype, round_to
+from hypothesis import assume, given, seed, settings
 from strategies import cases
+
+import reference
 
 TRAJECTORY_STEPS = 4
 

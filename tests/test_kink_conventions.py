@@ -14,10 +14,10 @@ import math
 
 import numpy as np
 import pytest
+from error_model import Precision, round_to
 
 import reference
 from adapters.interface import Activation, NetworkSpec, Problem
-from error_model import Precision, round_to
 
 # (activation, parameters): every kinked activation, with non-default parameters where
 # they move the kink or the value there.

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import reference
 from compare import Comparison
 from known import CONDITIONS, Discrepancy, load
 from strategies import build_case
+
+import reference
 
 KNOWN_FILE = Path(__file__).parent / "known_discrepancies.toml"
 QUANTITY_KEYS = ("", "loss", "delta", "dW", "db", "W_step", "b_step")

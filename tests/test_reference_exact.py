@@ -18,12 +18,12 @@ import warnings
 import mpmath
 import numpy as np
 import pytest
+from error_model import SAFETY, error_bounds
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import cases
 
 import reference
-from error_model import SAFETY, error_bounds
-from strategies import cases
 
 mpf = mpmath.mpf
 DIGITS = 60

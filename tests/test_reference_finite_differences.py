@@ -33,13 +33,13 @@ import dataclasses
 import math
 
 import numpy as np
+from error_model import SAFETY, error_bounds
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import Case, cases
 
 import reference
-from error_model import SAFETY, error_bounds
 from reference import losses
-from strategies import Case, cases
 
 STEP = 1e-6
 KINK_MARGIN = 1e-3

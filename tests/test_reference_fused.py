@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import cases
 
 import reference
 from reference import losses
-from strategies import cases
 
 U = 2.0**-53
 HIDDEN = ("identity", "tanh", "sigmoid", "softplus", "gelu", "silu", "mish", "softsign", "elu")

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import matrix
+import pytest
 import report
 from report import Outcome, RunData, write_report
 from results import Record

@@ -8,13 +8,13 @@ import math
 
 import numpy as np
 import pytest
+from error_model import round_to
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
+from strategies import ACTIVATION_ORDER, build_case, cases
 
 import reference
 from adapters.interface import DTYPES
-from error_model import round_to
-from strategies import ACTIVATION_ORDER, build_case, cases
 
 # Explicit budgets: these tests check the generator, so they keep their size under
 # every profile.  Claims about a sample (tails reached, a failing draw found, what

@@ -15,17 +15,17 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import settings
-
-import reference
 import results
-from adapters.interface import Adapter
 from broken_adapters import BROKEN, CORRECT
 from compare import Mismatch, comparisons
 from crossval import check_quantities, expected_result, problem_of
 from error_model import both_bounds
+from hypothesis import settings
 from selection import Variant
 from strategies import Case, build_case, cases
+
+import reference
+from adapters.interface import Adapter
 
 RUN_SEED = 0
 CI_EXAMPLES = settings.get_profile("ci").max_examples
