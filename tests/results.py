@@ -6,6 +6,7 @@ ratio per target and dtype so everyone sees how tight the error model is.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -55,9 +56,23 @@ class Results:
         known_hits = [r for r in self.records if r.known]
         if known_hits:
             lines.append(f"deltacheck: {len(known_hits)} entry-wise finding(s) matched known discrepancies")
+        tests_run = {r.test for r in self.records}
         for i, d in enumerate(known):
-            if i not in self.used_known:
-                lines.append(f"deltacheck: WARNING known discrepancy matched nothing: {d.test} / {d.quantity}")
+            pattern = d.test.replace("[", "[[]")
+            if i not in self.used_known and any(fnmatch.fnmatchcase(t, pattern) for t in tests_run):
+                scope = ", ".join(
+                    part for part in (
+                        d.quantity and f"quantity {d.quantity}",
+                        d.activations and f"activations {'/'.join(d.activations)}",
+                        d.losses and f"losses {'/'.join(d.losses)}",
+                        d.when and f"when {d.when}",
+                    ) if part
+                )
+                lines.append(
+                    f"deltacheck: WARNING known discrepancy #{i + 1} ({d.test}; {scope or 'any'}) "
+                    "matched nothing in the tests it names: a finding that disappeared, or a case "
+                    "this run did not draw"
+                )
         return lines
 
     def _of(self, target: str, dtype: str) -> list[Record]:
