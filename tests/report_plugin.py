@@ -99,10 +99,18 @@ def outcome_of(rep: pytest.TestReport) -> Outcome | None:
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         return Outcome(rep.nodeid, "skipped", reason.removeprefix("Skipped: "), rep.duration)
     if rep.failed:
-        crash = getattr(rep.longrepr, "reprcrash", None)
-        message = (crash.message if crash else str(rep.longrepr)).strip().splitlines() or [""]
-        return Outcome(rep.nodeid, "failed" if rep.when == "call" else "error", message[0][:300], rep.duration)
+        return Outcome(rep.nodeid, "failed" if rep.when == "call" else "error", _message(rep), rep.duration)
     return Outcome(rep.nodeid, "passed", "", rep.duration)
+
+
+def _message(rep: pytest.TestReport | pytest.CollectReport) -> str:
+    """The exception's first line, or the last ``E`` line of a collection error."""
+    crash = getattr(rep.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.strip().split("\n", 1)[0][:300]
+    lines = str(rep.longrepr).strip().splitlines() or [""]
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return (errors[-1] if errors else lines[0])[:300]
 
 
 class ReportPlugin:
@@ -123,6 +131,10 @@ class ReportPlugin:
         found = outcome_of(report)
         if found is not None:
             self.outcomes[found.nodeid] = found
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:  # a module that cannot be imported (xdist, --continue-on-collection-errors)
+            self.outcomes[report.nodeid] = Outcome(report.nodeid, "error", _message(report))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error) -> None:

@@ -149,11 +149,13 @@ def small_suite(tmp_path: Path) -> Path:
 
 
 def test_a_run_records_every_outcome_and_skip_reason(small_suite):
-    run = _pytest(["--report-dir", "out", "--frameworks", "torch"], small_suite)
+    (small_suite / "test_broken.py").write_text("import a_module_that_does_not_exist\n")
+    run = _pytest(["--report-dir", "out", "--frameworks", "torch", "--continue-on-collection-errors"], small_suite)
     assert run.returncode == 1, run.stdout + run.stderr
     outcomes = {o.name: (o.outcome, o.reason) for o in report.load(small_suite / "out").outcomes}
     assert outcomes == {"test_passes": ("passed", ""), "test_fails": ("failed", "AssertionError: one is not two"),
-                        "test_skips": ("skipped", "nothing to do here"), "test_xfails": ("xfailed", "a known convention")}
+                        "test_skips": ("skipped", "nothing to do here"), "test_xfails": ("xfailed", "a known convention"),
+                        "test_broken.py": ("error", "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'")}
 
 
 def test_report_dir_none_writes_nothing(small_suite):
