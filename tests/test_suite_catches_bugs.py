@@ -39,8 +39,6 @@ NARROWED = {
         {"activations": ("tanh",)}, "tanh is 1 of 19 activations and must see z > 2: caught in 15 of 20"),
     "sigmoid-derivative-flushed-in-tails": (
         {"activations": ("sigmoid",)}, "sigmoid is 1 of 19 activations and must see |z| > 15: 17 of 20"),
-    "single-example-weight-gradient-reshaped": (
-        {"batch": (1, 1)}, "batch 1 is 1 of 32 batch sizes: caught in 17 of 40"),
 }
 
 
