@@ -10,6 +10,9 @@ only, and follows the equations of ``shared/derivation.md`` (Eq. 1 - Eq. 18)::
     deltas = reference.deltas(net, params, x, t)   # Eqs. 5, 14
     grads = reference.gradients(net, params, x, t) # Eqs. 6, 8, 15, 18
     params = reference.sgd_step(params, grads, lr=0.1)   # Eq. 7
+    dE, dzs, das = reference.jvp(net, params, x, t, tangent_params, tangent_x)  # forward mode
+    per_n = reference.per_example_gradients(net, params, x, t)  # Eq. 15 before the sum
+    Hv = reference.hvp(net, params, x, t, v_params)  # R-operator on Eqs. 5, 14, 15, 18
 """
 
 from .activations import ACTIVATIONS, Activation
@@ -25,13 +28,17 @@ from .backprop import (
     output_delta,
 )
 from .descent import sgd_step, train, train_online
+from .forward_mode import jvp
 from .network import LOSSES, OUTPUT_ACTIVATION_FOR_LOSS, REDUCTIONS, Network, Params
+from .per_example import per_example_gradients
+from .second_order import SECOND_DERIVATIVES, hvp
 
 __all__ = [
     "ACTIVATIONS",
     "LOSSES",
     "OUTPUT_ACTIVATION_FOR_LOSS",
     "REDUCTIONS",
+    "SECOND_DERIVATIVES",
     "Activation",
     "Network",
     "Params",
@@ -41,9 +48,12 @@ __all__ = [
     "forward",
     "gradients",
     "hidden_delta",
+    "hvp",
+    "jvp",
     "layer_gradients",
     "loss",
     "output_delta",
+    "per_example_gradients",
     "sgd_step",
     "train",
     "train_online",
