@@ -25,6 +25,7 @@ from report import RunData, load, markdown, worst_first  # noqa: E402 (after the
 
 DEFAULT_DIR = Path("deltacheck-report") / "matrix"
 PACKAGES = ("python", "numpy", "jax", "jaxlib", "optax", "ml_dtypes", "torch", "hypothesis")
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 MAX_ROWS = 300
 ABSENT = "-"
 
@@ -90,12 +91,12 @@ def matrix_blocks(runs: dict[str, RunData]) -> list[tuple]:
         v = run.environment.get("versions", {})
         c = run.counts()
         summary.append([env, *(v.get(p, "?") for p in PACKAGES),
-                        *(str(c.get(k, 0)) for k in ("passed", "failed", "skipped", "xfailed")),
+                        *(str(c.get(k, 0)) for k in OUTCOMES),
                         f"{run.environment.get('duration_s', 0):.0f}"])
     diff = differences(runs)
     blocks: list[tuple] = [
         ("h", 1, "deltacheck version matrix"),
-        ("table", ["env", *PACKAGES, "passed", "failed", "skipped", "xfailed", "seconds"], summary),
+        ("table", ["env", *PACKAGES, *OUTCOMES, "seconds"], summary),
         ("h", 2, "Largest entry-wise error/allowed per target and dtype (known discrepancies excluded)"),
         ("table", ["target", "dtype", *envs], worst_table(runs)),
         ("h", 2, "Comparisons explained by a known discrepancy"),
