@@ -12,6 +12,7 @@ a subprocess, with the dev profile, one dtype and a fixed seed.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import re
 from pathlib import Path
 
@@ -21,6 +22,17 @@ from hypothesis import settings
 from adapters.interface import DTYPES, FRAMEWORK_OF_TARGET
 
 pytest_plugins = ["pytester"]
+
+_MISSING = [name for name in ("torch", "jax") if importlib.util.find_spec(name) is None]
+NEEDS_TORCH = pytest.mark.skipif(
+    "torch" in _MISSING, reason="torch is not installed: the outside adapter wraps torch's target"
+)
+NEEDS_BOTH = pytest.mark.skipif(
+    bool(_MISSING), reason=f"the header check needs torch and jax; not installed: {', '.join(_MISSING)}"
+)
+NEEDS_ONE = pytest.mark.skipif(
+    len(_MISSING) == 2, reason="an unknown device is judged against an installed framework's devices"
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "tests" / "test_cross_validation.py"
@@ -113,8 +125,9 @@ def _outside_adapter(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch)
         ([], {"DELTACHECK_FRAMEWORKS": "nope"}, UNKNOWN_FRAMEWORK),
         (["--dtypes", "float8"], {}, UNKNOWN_DTYPE),
         ([], {"DELTACHECK_DTYPES": "float32,float8"}, UNKNOWN_DTYPE),
-        (["--devices", "quantum"], {},
-         "ERROR: --devices names 'quantum'; * devices are kinds cpu, * or names such as *"),
+        pytest.param(["--devices", "quantum"], {},
+                     "ERROR: --devices names 'quantum'; * devices are kinds cpu, * or names such as *",
+                     marks=NEEDS_ONE),
     ],
     ids=["frameworks-option", "frameworks-env", "dtypes-option", "dtypes-env", "devices-option"],
 )
@@ -151,6 +164,7 @@ def test_jax_in_float32_selects_only_the_jax_float32_variants(
     ])
 
 
+@NEEDS_TORCH
 def test_an_adapter_from_outside_the_repository_plugs_in_and_its_tests_pass(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +185,7 @@ def test_an_adapter_from_outside_the_repository_plugs_in_and_its_tests_pass(
     assert set(outcomes) <= {"passed", "warnings"}, outcomes
 
 
+@NEEDS_TORCH
 def test_an_adapter_named_in_the_environment_is_collected(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,6 +210,7 @@ def _header_devices(result: pytest.RunResult, target: str) -> list[str]:
     return re.search(r" devices (.*?); precision", line).group(1).split(", ")
 
 
+@NEEDS_BOTH
 def test_the_header_lists_targets_profile_and_seed_and_missing_devices_skip_with_a_reason(
     pytester: pytest.Pytester,
 ) -> None:
