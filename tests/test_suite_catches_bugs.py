@@ -2,8 +2,10 @@
 
 Each adapter of ``broken_adapters.BROKEN`` goes through ``crossval.check_quantities``
 -- the search behind ``test_every_quantity_matches_reference`` -- with the default
-case strategy (narrowed only where ``NARROWED`` says why), the example budget of the
-``ci`` profile, a fixed seed and no known discrepancies, in the dtype its bug lives in.
+case strategy, the example budget of the ``ci`` profile, a fixed seed and no known
+discrepancies, in the dtype its bug lives in.  Bugs confined to one activation's range
+are the hardest: over other seeds, tanh' wrong above z = 2 and sigmoid' flushed beyond
+|z| = 15 are caught in about 8 of 10 runs at this budget (`thorough` for certainty).
 The search must end in a ``Mismatch`` that names the quantity by its equation and says
 how to rerun, and the case it reports must be one on which the correct base adapter
 agrees with the reference: the planted bug was caught, not an inaccuracy of the base.
@@ -25,7 +27,7 @@ from crossval import check_quantities, expected_result, problem_of  # noqa: E402
 from error_model import both_bounds  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from selection import Variant  # noqa: E402
-from strategies import Case, build_case, cases  # noqa: E402
+from strategies import Case, build_case  # noqa: E402
 
 import reference  # noqa: E402
 from adapters.interface import Adapter  # noqa: E402
@@ -37,12 +39,6 @@ CONTROL_DTYPES = sorted({adapter.bug_dtype for adapter in BROKEN})
 # Which runs depends on the seed and on hypothesis' pool of constants, drawn from the
 # project's own source, so their search is narrowed -- as a user of the suite never needs
 # to -- for a result that holds for any seed.  Each entry marks a blind spot of the default.
-NARROWED = {
-    "tanh-derivative-off-above-2": (
-        {"activations": ("tanh",)}, "tanh is 1 of 19 activations and must see z > 2: caught in 15 of 20"),
-    "sigmoid-derivative-flushed-in-tails": (
-        {"activations": ("sigmoid",)}, "sigmoid is 1 of 19 activations and must see |z| > 15: 17 of 20"),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -82,10 +78,8 @@ def _disagreements(adapter: Adapter, case: Case) -> list[str]:
 def test_search_catches_each_planted_bug(adapter, request):
     assert isinstance(adapter, Adapter)
     variant = Variant(adapter.name, "cpu", adapter.bug_dtype, adapter)
-    narrowed = NARROWED.get(adapter.name)
-    strategy = cases(dtype=adapter.bug_dtype, **narrowed[0]) if narrowed else None
     with pytest.raises(Mismatch) as caught:
-        check_quantities(variant, _recorder(request), RUN_SEED, CI_EXAMPLES, strategy=strategy)
+        check_quantities(variant, _recorder(request), RUN_SEED, CI_EXAMPLES)
     message = str(caught.value)
     assert "Eq. " in message, f"the failure does not name the quantity by its equation:\n{message}"
     assert "rerun exactly this test: " in message, f"the failure does not say how to rerun:\n{message}"
