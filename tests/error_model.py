@@ -113,6 +113,21 @@ class Bounds:
         return table[key][layer]
 
 
+def trajectory_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float,
+                      steps: int, absolute: bool = False) -> list[tuple[list[Array], list[Array]]]:
+    """Per-entry bounds on how far a dtype computation of ``steps`` full-batch steps
+    may drift from the exact trajectory: each step's bound takes the previous step's
+    parameter errors as input errors of the forward and backward pass, so the bound
+    grows with the step count by exactly the error model's own propagation."""
+    history, errors = [], None
+    for _ in range(steps):
+        b = error_bounds(net, params, x, t, dtype=dtype, lr=lr, absolute=absolute, param_errors=errors)
+        errors = list(zip(b.stepped_W, b.stepped_b))
+        history.append((b.stepped_W, b.stepped_b))
+        params = reference.sgd_step(params, reference.gradients(net, params, x, t), lr)
+    return history
+
+
 def both_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float) -> tuple[Bounds, Bounds]:
     """The strict and the absolute-activation bounds of the same case."""
     kw = dict(dtype=dtype, lr=lr)
@@ -127,13 +142,20 @@ class _Arith:
     def exact(self, v: Array) -> Bounded:
         return Bounded(np.asarray(v, np.float64), np.zeros(np.shape(v)))
 
-    def affine(self, a: Bounded, W: Array, b: Array | None = None) -> Bounded:
-        """a @ W (+ b): n = accumulation length of each entry."""
+    def affine(self, a: Bounded, W: Array, b: Array | None = None,
+               eW: Array | None = None, eb: Array | None = None) -> Bounded:
+        """a @ W (+ b): n = accumulation length of each entry; ``eW``/``eb`` are errors
+        the parameters themselves carry (a trajectory's earlier steps), else 0."""
         absW = np.abs(W)
         n = W.shape[0] + (b is not None)
         mag = np.abs(a.v) @ absW + (0.0 if b is None else np.abs(b))
         v = a.v @ W + (0.0 if b is None else b)
-        return Bounded(v, a.e @ absW + n * self.p.u * mag + n * self.p.tiny)
+        e = a.e @ absW + n * self.p.u * mag + n * self.p.tiny
+        if eW is not None:
+            e = e + (np.abs(a.v) + a.e) @ eW
+        if eb is not None:
+            e = e + eb
+        return Bounded(v, e)
 
     def outer_sum(self, a: Bounded, d: Bounded) -> Bounded:
         """a.T @ d, both carrying errors: the weight gradient of Eqs. 6 and 15."""
@@ -252,12 +274,12 @@ def _softmax_bounded(ar: _Arith, z: Bounded) -> Bounded:
     return Bounded(a, spread + (k + 2) * ACTIVATION_ULPS * ar.p.u * a + ar.p.tiny)
 
 
-def _forward(ar: _Arith, net: reference.Network, params, x: Array) -> tuple[list[Bounded], list[Bounded], list[Bounded]]:
+def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr) -> tuple[list[Bounded], list[Bounded], list[Bounded]]:
     zs, acts, ins = [], [], []
     a = ar.exact(x)
     for layer, (W, b) in enumerate(params):
         ins.append(a)
-        z = ar.affine(a, W, b)
+        z = ar.affine(a, W, b, *perr[layer])
         if net.activations[layer][0] == "softmax":
             a = _softmax_bounded(ar, z)
         else:
@@ -355,20 +377,23 @@ def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t:
 
 
 def error_bounds(
-    net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float, absolute: bool = False
+    net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float, absolute: bool = False,
+    param_errors=None,
 ) -> Bounds:
     """Per-entry error bounds for a ``dtype`` computation of loss, deltas, dW, db and
     one SGD step of ``net`` on ``(params, x, t)`` -- values already in ``dtype``.
     ``absolute`` selects the absolute-activation model (see the module docstring)."""
     ar = _Arith(Precision.of(dtype), absolute)
     params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
-    zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64))
+    perr = param_errors or [(None, None)] * len(params)
+    zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64), perr)
     t = np.asarray(t, np.float64)
     loss_e = _loss_bound(ar, net, zs[-1], acts[-1], t)
     unreduced = float(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)).sum())
     ds = [_output_delta(ar, net, zs[-1], acts[-1], t)]
     for layer in range(net.n_layers - 2, -1, -1):
-        back = ar.affine(ds[-1], params[layer + 1][0].T)
+        eW_next = perr[layer + 1][0]
+        back = ar.affine(ds[-1], params[layer + 1][0].T, eW=None if eW_next is None else eW_next.T)
         d = ar.mul(_derivative(ar, net, layer, zs[layer]), back)
         ds.append(Bounded(d.v, d.e + _underflow_floor(ar, zs[layer])))
     ds = ds[::-1]
@@ -377,6 +402,9 @@ def error_bounds(
     u = ar.p.u
     stepped_W = [lr * g.e + u * (2 * lr * np.abs(g.v) + np.abs(W - lr * g.v)) for (W, _), g in zip(params, dW)]
     stepped_b = [lr * g.e + u * (2 * lr * np.abs(g.v) + np.abs(b - lr * g.v)) for (_, b), g in zip(params, db)]
+    if param_errors is not None:  # the parameters' own errors carry into the step
+        stepped_W = [s + e for s, (e, _) in zip(stepped_W, param_errors)]
+        stepped_b = [s + e for s, (_, e) in zip(stepped_b, param_errors)]
     values = [q.v for q in (*zs, *acts, *ds, *dW, *db)]
     magnitude = max(unreduced, *(float(np.max(np.abs(v), initial=0.0)) for v in values))
     return Bounds(loss_e, [d.e for d in ds], [g.e for g in dW], [g.e for g in db], stepped_W, stepped_b, magnitude)

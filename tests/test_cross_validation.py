@@ -4,8 +4,9 @@ For each selected target x device x dtype: the loss (Eq. 1), every layer's delta
 (Eqs. 5, 14), dW (Eqs. 6, 15), db (Eqs. 8, 18) and the parameters after one step
 (Eq. 7) equal the reference, entry by entry, within the error model; and a K-step
 full-batch trajectory is, step by step, the reference's Eq. 7 step from the
-framework's own previous parameters.  The reference runs in float64 on inputs
-already rounded to the tested dtype.
+framework's own previous parameters, and, as a whole, the reference's trajectory from
+the same start within a bound that grows with the step count.  The reference runs in
+float64 on inputs already rounded to the tested dtype.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from compare import Comparison, Mismatch
 from crossval import check_quantities, compute_or_reject, failure_message, run_hypothesis
 from deltacheck_plugin import example_budget
-from error_model import SAFETY, both_bounds, error_bounds, fits_dtype, round_to
+from error_model import SAFETY, both_bounds, error_bounds, fits_dtype, round_to, trajectory_bounds
 from hypothesis import assume, given, seed, settings
 from strategies import cases
 
@@ -46,10 +47,33 @@ def test_training_trajectory_matches_reference(variant, recorder, run_seed, pyte
             if failing:
                 raise Mismatch(failure_message(variant, at_step, failing, recorder))
             if not all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in after):
-                break  # a known finding made this step non-finite; later steps mean nothing
+                return  # a known finding made this step non-finite; later steps mean nothing
             params = after
+        failing = recorder.check(variant, case, _drift_comparisons(case, history))
+        if failing:
+            raise Mismatch(failure_message(variant, case, failing, recorder))
 
     run_hypothesis(check, unsupported)
+
+
+def _drift_comparisons(case, history) -> list[Comparison]:
+    """The whole trajectory against the reference's, started from the same parameters:
+    step k is allowed the error model's bound after k steps, which takes each earlier
+    step's bound as an input error and so grows with k."""
+    net, kw = case.network, dict(dtype=case.dtype, lr=case.lr, steps=TRAJECTORY_STEPS)
+    with np.errstate(over="ignore", invalid="ignore"):  # a bound may grow past float64: inf
+        strict = trajectory_bounds(net, case.params, case.x, case.t, **kw)
+        loose = trajectory_bounds(net, case.params, case.x, case.t, absolute=True, **kw)
+    expected = reference.train(net, case.params, case.x, case.t, lr=case.lr, steps=TRAJECTORY_STEPS)
+    out = []
+    for k, (after, want, (sW, sb), (lW, lb)) in enumerate(zip(history, expected, strict, loose), 1):
+        for l, ((W, b), (eW, eb)) in enumerate(zip(after, want)):
+            n = l + 1
+            for key, got, ref, bound, lbound in (("W", W, eW, sW[l], lW[l]), ("b", b, eb, sb[l], lb[l])):
+                out.append(Comparison(
+                    f"{key} of layer {n} after {k} of {TRAJECTORY_STEPS} steps from the same start, Eq. 7",
+                    f"{key}_traj[{n}]@{k}", case.dtype, got, ref, SAFETY * bound, SAFETY * lbound))
+    return out
 
 
 def _trajectory_is_computable(case) -> bool:
