@@ -3,7 +3,10 @@ reference's answer, adapter calls that may be unsupported, and failure messages.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hypothesis.errors
+import numpy as np
 import pytest
 from compare import Mismatch, comparisons
 from error_model import both_bounds, fits_dtype
@@ -52,10 +55,22 @@ def compute_or_reject(variant, case, unsupported: list[str], steps: int | None =
         reject()
     except Exception:
         # A crash is this target's failure unless a known finding with a condition on
-        # the case explains it; then it is counted as that finding and skipped.
-        if variant_recorder is not None and variant_recorder.explain_crash(case) is not None:
+        # the case -- at its start or, for a trajectory, at any reference step -- explains
+        # it; then it is counted as that finding and the example is drawn again.
+        if variant_recorder is not None and any(
+            variant_recorder.explain_crash(point) is not None for point in _trajectory_points(case, steps)
+        ):
             reject()
         raise
+
+
+def _trajectory_points(case, steps: int | None) -> list:
+    points = [case]
+    if steps:
+        with np.errstate(all="ignore"):
+            history = reference.train(case.network, case.params, case.x, case.t, lr=case.lr, steps=steps)
+        points += [dataclasses.replace(case, params=p) for p in history]
+    return points
 
 
 def run_hypothesis(check, unsupported: list[str]) -> None:

@@ -40,6 +40,7 @@ def test_training_trajectory_matches_reference(variant, recorder, run_seed, pyte
         assume(_trajectory_is_computable(case))
         history = compute_or_reject(variant, case, unsupported, steps=TRAJECTORY_STEPS, variant_recorder=recorder)
         params = case.params
+        first_record = len(recorder.results.records)
         for step, after in enumerate(history, 1):
             comps = _step_comparisons(case, params, after, step)
             at_step = dataclasses.replace(case, params=params)
@@ -49,6 +50,8 @@ def test_training_trajectory_matches_reference(variant, recorder, run_seed, pyte
             if not all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in after):
                 return  # a known finding made this step non-finite; later steps mean nothing
             params = after
+        if any(r.known for r in recorder.results.records[first_record:]):
+            return  # a known finding moved a step off the reference: the drift is explained
         failing = recorder.check(variant, case, _drift_comparisons(case, history))
         if failing:
             raise Mismatch(failure_message(variant, case, failing, recorder))
@@ -67,6 +70,8 @@ def _drift_comparisons(case, history) -> list[Comparison]:
     expected = reference.train(net, case.params, case.x, case.t, lr=case.lr, steps=TRAJECTORY_STEPS)
     out = []
     for k, (after, want, (sW, sb), (lW, lb)) in enumerate(zip(history, expected, strict, loose), 1):
+        if not all(np.isfinite(a).all() for a in (*sW, *sb, *lW, *lb)):
+            break  # the drift can no longer be bounded (first-order bounds blew up): stop here
         for l, ((W, b), (eW, eb)) in enumerate(zip(after, want)):
             n = l + 1
             for key, got, ref, bound, lbound in (("W", W, eW, sW[l], lW[l]), ("b", b, eb, sb[l], lb[l])):
