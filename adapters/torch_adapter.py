@@ -222,8 +222,11 @@ class _TorchTarget:
         return layers
 
     @staticmethod
+    def _activate(z: torch.Tensor, act: Activation) -> torch.Tensor:
+        return _ACT[act.name](z, act)
+
     def _forward(
-        layers: list[torch.nn.Linear], net: NetworkSpec, data: tuple, retain: bool
+        self, layers: list[torch.nn.Linear], net: NetworkSpec, data: tuple, retain: bool
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         x, t, labels = data
         zs, a = [], x
@@ -231,7 +234,7 @@ class _TorchTarget:
             zs.append(layer(a))
             if retain:
                 zs[-1].retain_grad()
-            a = _ACT[act.name](zs[-1], act)
+            a = self._activate(zs[-1], act)
         return zs, _loss(net, a, t, labels)
 
     def _compute(self, problem: Problem, on: dict[str, Any], lr: float) -> Result:

@@ -92,8 +92,8 @@ def _r_output_delta(net: Network, z: Array, a: Array, t: Array, rz: Array, ra: A
         inner = (grad_a * a).sum(-1, keepdims=True)
         r_inner = (r_grad_a * a + grad_a * ra).sum(-1, keepdims=True)
         return ra * (grad_a - inner) + a * (r_grad_a - r_inner)
-    name, p = net.activations[last]
-    return r_grad_a * ACTIVATIONS[name].grad(z, **p) + grad_a * _g_second(net, last, z) * rz  # Eq. 5
+    name, params = net.activations[last]
+    return r_grad_a * ACTIVATIONS[name].grad(z, **params) + grad_a * _g_second(net, last, z) * rz  # Eq. 5
 
 
 def hvp(net: Network, params: Params, x: Array, t: Array, v_params: Params) -> Params:
