@@ -61,11 +61,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _run_seed(config: pytest.Config) -> int:
-    """--hypothesis-seed, else the seed the xdist controller chose, else a fresh one:
+    """--hypothesis-seed, else the seed the xdist controller chose, else 0 under a
+    derandomized profile (``ci``: the same cases on every run), else a fresh one:
     every worker of a run draws the examples a serial run would."""
     seed = config.getoption("hypothesis_seed", None)
     if seed is None:
         seed = getattr(config, "workerinput", {}).get("deltacheck_seed")
+    if seed is None and settings.default.derandomize:
+        seed = 0
     return int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
 
 

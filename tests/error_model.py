@@ -284,6 +284,9 @@ def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr) -> tupl
             a = _softmax_bounded(ar, z)
         else:
             a = ar.apply(_activation(net, layer, derivative=False), z, landmarks=_landmarks(net, layer))
+            # A factor of g (sigmoid(z) in silu = z sigmoid(z)) may underflow although g is
+            # representable: 0 for silu(-89) = -2e-37 in float32.
+            a = Bounded(a.v, a.e + _underflow_floor(ar, z))
             if ar.absolute:
                 a = Bounded(a.v, a.e + ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z.v)))
         zs.append(z)
