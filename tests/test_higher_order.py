@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from compare import Comparison, Mismatch
-from error_model import SAFETY, both_bounds, fits_dtype
+from error_model import SAFETY, error_bounds, fits_dtype
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from strategies import Case, build_case, cases
@@ -45,7 +45,7 @@ def _strategy(dtype: str):
 
 
 def _usable(case: Case) -> bool:
-    b, _ = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
+    b = error_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
     return fits_dtype(b, case.dtype) and all(p.get("threshold", np.inf) == np.inf for _, p in case.network.activations)
 
 
