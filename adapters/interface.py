@@ -19,6 +19,11 @@ Vocabulary shared with ``reference/`` (a test checks the two agree):
   ``softmax_ce``).
 * dtypes -- ``DTYPES``.
 
+Beyond ``compute`` and ``train``, a target may implement any of the optional methods
+of ``HigherOrder`` (forward mode, Hessian-vector products, per-example and
+data-parallel gradients, the post's online training loop); the tests skip, naming the
+method, where it does not.
+
 A framework outside this repository plugs in by exposing, from any importable
 module, ``TARGETS: dict[str, Adapter]``; see ``load_targets``.
 """
@@ -152,6 +157,68 @@ class Adapter(Protocol):
     ) -> list[Params]:
         """Parameters after each of ``steps`` full-batch gradient-descent steps."""
         ...
+
+
+@dataclass
+class Tangents:
+    """What ``jvp`` returns, as NumPy float64: the directional derivative of the
+    reduced loss E (``loss``) and of every layer's output a_l (``outputs``, each of
+    shape (batch, n_out)) along a tangent on the parameters and the input."""
+
+    loss: float
+    outputs: list[np.ndarray]
+
+
+@runtime_checkable
+class HigherOrder(Protocol):
+    """Optional methods beyond the single gradient.  A target may implement any subset;
+    a method it lacks, or a combination it cannot run (``Unsupported``), becomes a
+    skip naming what is missing.  Arguments and results are NumPy float64, as for
+    ``compute``; ``problem``'s values are representable in ``dtype``, and so are the
+    tangents and vectors passed in.
+
+    * ``jvp`` -- forward mode: dE and every da_l along ``tangent`` = ``[(dW_l, db_l)]``
+      and ``tangent_x`` (same shapes as the parameters and x).
+    * ``hvp`` -- the Hessian of E in the parameters times ``vector`` = ``[(V_l, v_l)]``,
+      returned in the same layout.
+    * ``per_example_grads`` -- ``[(dW_l, db_l)]`` with shapes (batch, n_in, n_out) and
+      (batch, n_out): the gradient of example n's term of E (the batch's reduction
+      scale kept), whose sum over n is the batch gradient.
+    * ``data_parallel_grads`` -- the batch gradient ``[(dW_l, db_l)]`` of E computed
+      with the batch split, in order, into ``shards`` contiguous parts of sizes as
+      equal as possible (``numpy.array_split``), one per worker or device, and the
+      parts' gradients all-reduced.
+    * ``train_online`` -- the post's online loop: for each ``(n, lr)`` of ``schedule``
+      one gradient-descent step (Eq. 7) on example n alone (the one-row batch under
+      ``problem``'s loss and reduction) with learning rate lr; the parameters after
+      every step.
+    """
+
+    def jvp(self, problem: Problem, tangent: Params, tangent_x: np.ndarray, *, device: str,
+            dtype: str) -> Tangents: ...
+
+    def hvp(self, problem: Problem, vector: Params, *, device: str, dtype: str) -> Params: ...
+
+    def per_example_grads(self, problem: Problem, *, device: str, dtype: str) -> Params: ...
+
+    def data_parallel_grads(self, problem: Problem, *, device: str, dtype: str, shards: int) -> Params: ...
+
+    def train_online(self, problem: Problem, *, device: str, dtype: str,
+                     schedule: Sequence[tuple[int, float]]) -> list[Params]: ...
+
+
+HIGHER_ORDER_METHODS = ("jvp", "hvp", "per_example_grads", "data_parallel_grads", "train_online")
+
+
+def capability(adapter: Adapter, method: str):
+    """``adapter``'s bound ``method`` (one of ``HIGHER_ORDER_METHODS``); ``Unsupported``
+    when the target does not implement it."""
+    if method not in HIGHER_ORDER_METHODS:
+        raise ValueError(f"unknown method {method!r}; optional methods: {', '.join(HIGHER_ORDER_METHODS)}")
+    bound = getattr(adapter, method, None)
+    if bound is None:
+        raise Unsupported(f"target {getattr(adapter, 'name', adapter)!r} does not implement {method}")
+    return bound
 
 
 BUILTIN_TARGETS: Mapping[str, str] = MappingProxyType(
