@@ -379,6 +379,18 @@ def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t:
     return Bounded(d.v, d.e + _underflow_floor(ar, z))
 
 
+def _deltas(ar: _Arith, net: reference.Network, params, zs: list[Bounded], acts: list[Bounded], t: Array,
+            perr) -> list[Bounded]:
+    """Every layer's delta as a bounded value: Eq. 5, then Eq. 14 layer by layer."""
+    ds = [_output_delta(ar, net, zs[-1], acts[-1], t)]
+    for layer in range(net.n_layers - 2, -1, -1):
+        eW_next = perr[layer + 1][0]
+        back = ar.affine(ds[-1], params[layer + 1][0].T, eW=None if eW_next is None else eW_next.T)
+        d = ar.mul(_derivative(ar, net, layer, zs[layer]), back)
+        ds.append(Bounded(d.v, d.e + _underflow_floor(ar, zs[layer])))
+    return ds[::-1]
+
+
 def error_bounds(
     net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float, absolute: bool = False,
     param_errors=None,
@@ -393,13 +405,7 @@ def error_bounds(
     t = np.asarray(t, np.float64)
     loss_e = _loss_bound(ar, net, zs[-1], acts[-1], t)
     unreduced = float(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)).sum())
-    ds = [_output_delta(ar, net, zs[-1], acts[-1], t)]
-    for layer in range(net.n_layers - 2, -1, -1):
-        eW_next = perr[layer + 1][0]
-        back = ar.affine(ds[-1], params[layer + 1][0].T, eW=None if eW_next is None else eW_next.T)
-        d = ar.mul(_derivative(ar, net, layer, zs[layer]), back)
-        ds.append(Bounded(d.v, d.e + _underflow_floor(ar, zs[layer])))
-    ds = ds[::-1]
+    ds = _deltas(ar, net, params, zs, acts, t, perr)
     dW = [ar.outer_sum(a_in, d) for a_in, d in zip(ins, ds)]
     db = [ar.column_sum(d) for d in ds]
     u = ar.p.u
