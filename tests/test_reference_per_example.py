@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from error_model import SAFETY, Precision, error_bounds
+from error_model import SAFETY, Precision
+from error_model_higher import per_example_bounds
 from hypothesis import given, settings
 from strategies import Case, cases
 
@@ -20,29 +21,6 @@ import reference
 from reference import losses
 
 U64 = Precision.of("float64").u
-
-
-def per_example_error_bounds(case: Case, *, dtype: str, absolute: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per entry of every per-example dW (batch, n_in, n_out) and db (batch, n_out): the
-    error model's bound for example n alone (a one-row batch, where Eq. 15's sum is the
-    single product delta_j a_i) under reduction "sum", times the batch's reduction scale,
-    plus u |value| for that scaling."""
-    net = case.network
-    alone = reference.Network(net.sizes, net.activations, loss=net.loss, reduction="sum")
-    scale = losses.reduction_scale(net, len(case.x))
-    u = Precision.of(dtype).u
-    rows = []
-    for n in range(len(case.x)):
-        b = error_bounds(alone, case.params, case.x[n : n + 1], case.t[n : n + 1], dtype=dtype, lr=case.lr,
-                         absolute=absolute)
-        rows.append((b.dW, b.db))
-    values = reference.per_example_gradients(net, case.params, case.x, case.t)
-    out = []
-    for l, (dW, db) in enumerate(values):
-        eW = np.stack([r[0][l] for r in rows]) * scale + u * np.abs(dW)
-        eb = np.stack([r[1][l] for r in rows]) * scale + u * np.abs(db)
-        out.append((eW, eb))
-    return out
 
 
 @settings(max_examples=40, deadline=None)
@@ -74,7 +52,7 @@ def test_each_example_term_is_the_gradient_of_that_example_alone(case: Case) -> 
     alone = reference.Network(net.sizes, net.activations, loss=net.loss, reduction="sum")
     scale = losses.reduction_scale(net, len(case.x))
     per = reference.per_example_gradients(net, case.params, case.x, case.t)
-    bounds = per_example_error_bounds(case, dtype="float64")
+    bounds = per_example_bounds(net, case.params, case.x, case.t, dtype="float64")
     for n in range(len(case.x)):
         one = dataclasses.replace(case, x=case.x[n : n + 1], t=case.t[n : n + 1])
         grads = reference.gradients(alone, one.params, one.x, one.t)
