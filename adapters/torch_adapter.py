@@ -14,9 +14,16 @@ perturbations added to each ``Z`` and passed as extra arguments.  torch.func has
 optimizer, so the step is ``p - lr*g`` by hand, written ``Tensor.sub(g, alpha=lr)``: the
 fused scalar multiply-add SGD itself runs, hence the same rounding in float16.
 
-Public torch APIs exercised: torch.nn.Linear, torch.nn.ModuleList, torch.optim.SGD,
-Tensor.retain_grad, Tensor.backward, Tensor.sub, torch.func.grad,
-torch.func.grad_and_value, torch.nn.functional.{linear, relu, leaky_relu, elu, selu,
+Both targets also implement the optional ``HigherOrder`` methods (jvp, hvp,
+per_example_grads, train_online) in ``adapters/torch_transforms.py``: forward-mode dual
+tensors, double backward, one backward per example and per-step SGD learning rates for
+``torch``; ``torch.func.jvp``, jvp of grad, ``vmap`` of grad and grad steps for ``torch-func``.
+
+Public torch APIs exercised: torch.nn.Linear, torch.nn.ModuleList, torch.optim.SGD
+(and its param_groups), Tensor.retain_grad, Tensor.backward, Tensor.sub,
+torch.autograd.grad, torch.autograd.forward_ad.{dual_level, make_dual, unpack_dual},
+torch.nn.Module.zero_grad, torch.func.grad, torch.func.grad_and_value, torch.func.jvp,
+torch.func.vmap, torch.nn.functional.{linear, relu, leaky_relu, elu, selu,
 celu, softplus, gelu, silu, mish, softsign, hardtanh, relu6, hardsigmoid, hardswish,
 logsigmoid, softmax, mse_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
 cross_entropy}, torch.sigmoid, torch.tanh, torch.log, torch.tensor, torch.zeros,
@@ -38,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from adapters import interface as api
+from adapters import torch_transforms as transforms
 from adapters.interface import Activation, NetworkSpec, Params, Problem, Result
 
 # The interface's dtype names are torch's own attribute names.
@@ -199,6 +207,27 @@ class _TorchTarget:
         with _unsupported(self.name, dtype, device):
             return self._train(problem, on, float(lr), steps)
 
+    # Optional HigherOrder methods; the code is in adapters/torch_transforms.py.
+    def jvp(
+        self, problem: Problem, tangent: Params, tangent_x: np.ndarray, *, device: str, dtype: str
+    ) -> api.Tangents:
+        """dE and every da_l along the tangent: torch.autograd.forward_ad dual tensors."""
+        return transforms.run(self, transforms.eager_jvp, problem, device, dtype, tangent, tangent_x)
+
+    def hvp(self, problem: Problem, vector: Params, *, device: str, dtype: str) -> Params:
+        """The Hessian of E times ``vector``: double backward with torch.autograd.grad."""
+        return transforms.run(self, transforms.eager_hvp, problem, device, dtype, vector)
+
+    def per_example_grads(self, problem: Problem, *, device: str, dtype: str) -> Params:
+        """Each example's term of the gradient: one Tensor.backward per one-row batch."""
+        return transforms.run(self, transforms.eager_per_example_grads, problem, device, dtype)
+
+    def train_online(
+        self, problem: Problem, *, device: str, dtype: str, schedule: Sequence[tuple[int, float]]
+    ) -> list[Params]:
+        """One torch.optim.SGD step per (example, lr) of ``schedule``, on that one row."""
+        return transforms.run(self, transforms.eager_train_online, problem, device, dtype, schedule)
+
     def _setup(self, problem: Problem, device: str, dtype: str) -> dict[str, Any]:
         """Validate; return the tensor placement keywords."""
         api.check_dtype(dtype)
@@ -315,6 +344,27 @@ class _TorchFuncTarget(_TorchTarget):
             params = self._step(params, grads, lr)
             history.append(_numpy_params(params))
         return history
+
+    # Optional HigherOrder methods; the code is in adapters/torch_transforms.py.
+    def jvp(
+        self, problem: Problem, tangent: Params, tangent_x: np.ndarray, *, device: str, dtype: str
+    ) -> api.Tangents:
+        """dE and every da_l along the tangent: torch.func.jvp of the pure loss."""
+        return transforms.run(self, transforms.func_jvp, problem, device, dtype, tangent, tangent_x)
+
+    def hvp(self, problem: Problem, vector: Params, *, device: str, dtype: str) -> Params:
+        """The Hessian of E times ``vector``: torch.func.jvp of torch.func.grad."""
+        return transforms.run(self, transforms.func_hvp, problem, device, dtype, vector)
+
+    def per_example_grads(self, problem: Problem, *, device: str, dtype: str) -> Params:
+        """Each example's term of the gradient: torch.func.vmap of torch.func.grad."""
+        return transforms.run(self, transforms.func_per_example_grads, problem, device, dtype)
+
+    def train_online(
+        self, problem: Problem, *, device: str, dtype: str, schedule: Sequence[tuple[int, float]]
+    ) -> list[Params]:
+        """One torch.func.grad step by hand per (example, lr) of ``schedule``, on that one row."""
+        return transforms.run(self, transforms.func_train_online, problem, device, dtype, schedule)
 
 
 TARGETS: dict[str, _TorchTarget] = {
