@@ -13,6 +13,7 @@ only, and follows the equations of ``shared/derivation.md`` (Eq. 1 - Eq. 18)::
     dE, dzs, das = reference.jvp(net, params, x, t, tangent_params, tangent_x)  # forward mode
     per_n = reference.per_example_gradients(net, params, x, t)  # Eq. 15 before the sum
     Hv = reference.hvp(net, params, x, t, v_params)  # R-operator on Eqs. 5, 14, 15, 18
+    steps = reference.schedule(len(x), lr=0.5, epochs=100, anneal=0.99, rng=rng)  # (n, lr) per Eq. 7 step
 """
 
 from .activations import ACTIVATIONS, Activation
@@ -27,7 +28,7 @@ from .backprop import (
     loss,
     output_delta,
 )
-from .descent import sgd_step, train, train_online
+from .descent import schedule, sgd_step, train, train_online
 from .forward_mode import jvp
 from .network import LOSSES, OUTPUT_ACTIVATION_FOR_LOSS, REDUCTIONS, Network, Params
 from .per_example import per_example_gradients
@@ -54,6 +55,7 @@ __all__ = [
     "loss",
     "output_delta",
     "per_example_gradients",
+    "schedule",
     "sgd_step",
     "train",
     "train_online",

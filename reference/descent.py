@@ -1,5 +1,5 @@
-"""Gradient descent: Eq. 7 as one step, a K-step full-batch loop and the post's
-online loop."""
+"""Gradient descent: Eq. 7 as one step, a K-step full-batch loop, and the post's
+online loop with its visiting order and annealed learning rate (``schedule``)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,31 @@ def train(net: Network, params: Params, x: np.ndarray, t: np.ndarray, *, lr: flo
     return history
 
 
+def schedule(
+    n_examples: int, *, lr: float, epochs: int, anneal: float = 1.0, rng: np.random.Generator | None = None
+) -> list[tuple[int, float]]:
+    """The post's online visiting order: one ``(example index, learning rate)`` pair per
+    step of Eq. 7, ``epochs`` passes over ``n_examples`` examples, each pass in a fresh
+    random order drawn from ``rng`` (stored order without one), the learning rate
+    multiplied by ``anneal`` between passes.
+
+    ``train_online`` follows exactly this list, so a framework that replays it takes the
+    same steps bit for bit; the first ``p`` passes of a longer schedule are the schedule
+    of ``p`` passes.
+    """
+    _check_lr(lr)
+    if not 0.0 < anneal <= 1.0:
+        raise ValueError(f"anneal={anneal!r} must lie in (0, 1]")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs={epochs!r} must be an integer >= 0")
+    steps: list[tuple[int, float]] = []
+    for _ in range(epochs):
+        order = rng.permutation(n_examples) if rng is not None else range(n_examples)
+        steps += [(int(i), lr) for i in order]
+        lr *= anneal
+    return steps
+
+
 def train_online(
     net: Network,
     params: Params,
@@ -49,20 +74,16 @@ def train_online(
     anneal: float = 1.0,
     rng: np.random.Generator | None = None,
 ) -> tuple[Params, list[float]]:
-    """The post's online loop: Eq. 7 after every single example, the learning rate
-    multiplied by ``anneal`` between passes; examples visited in a fresh random order
-    each pass when ``rng`` is given, in stored order otherwise.
+    """The post's online loop: Eq. 7 after every single example, in the order and with
+    the learning rates of ``schedule`` (a fresh random order each pass when ``rng`` is
+    given, the learning rate multiplied by ``anneal`` between passes).
 
     Returns the final parameters and the loss of the whole batch after each pass.
     """
-    _check_lr(lr)
-    if not 0.0 < anneal <= 1.0:
-        raise ValueError(f"anneal={anneal!r} must lie in (0, 1]")
+    steps = schedule(len(x), lr=lr, epochs=epochs, anneal=anneal, rng=rng)
     history = []
-    for _ in range(epochs):
-        order = rng.permutation(len(x)) if rng is not None else range(len(x))
-        for i in order:
-            params = sgd_step(params, gradients(net, params, x[i : i + 1], t[i : i + 1]), lr)
+    for p in range(epochs):
+        for i, eta in steps[p * len(x) : (p + 1) * len(x)]:
+            params = sgd_step(params, gradients(net, params, x[i : i + 1], t[i : i + 1]), eta)  # Eq. 7
         history.append(loss(net, params, x, t))
-        lr *= anneal
     return params, history
