@@ -64,6 +64,7 @@ class RunData:
     environment: dict
     outcomes: list[Outcome] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
+    training_runs: list[dict] = field(default_factory=list)  # see results.Results.training_runs
 
     def to_json(self) -> dict:
         """Records name their case by index into ``cases``: a case yields a dozen records."""
@@ -75,14 +76,14 @@ class RunData:
             d["case"] = cases.setdefault(r.case, len(cases))
             records.append(d)
         return {"environment": self.environment, "outcomes": [asdict(o) for o in self.outcomes],
-                "cases": list(cases), "records": records}
+                "cases": list(cases), "records": records, "training_runs": self.training_runs}
 
     @classmethod
     def from_json(cls, doc: dict) -> RunData:
         cases = doc.get("cases", [])
         records = [Record(**{**d, "activations": tuple(d["activations"]), "case": cases[d["case"]]})
                    for d in doc["records"]]
-        return cls(doc["environment"], [Outcome(**o) for o in doc["outcomes"]], records)
+        return cls(doc["environment"], [Outcome(**o) for o in doc["outcomes"]], records, doc.get("training_runs", []))
 
     def counts(self) -> Counter:
         return Counter(o.outcome for o in self.outcomes)
@@ -157,7 +158,11 @@ def blocks(data: RunData, images: Sequence[str]) -> list[Block]:
                            "comparisons", "known", "case"], worst_per_target(data.records))]
     captions = {"outcomes.png": "Outcomes per property (rows) and framework version, device, dtype (columns)",
                 "ratios.png": "Entry-wise error/allowed per target and dtype",
-                "worst.png": "Worst error/allowed per activation and per quantity"}
+                "worst.png": "Worst error/allowed per activation and per quantity",
+                "training_classification.png": "The post's classification runs: decision surfaces of the trained "
+                                               "models (output > 0.5 shaded), reference and every target",
+                "training_regression.png": "The post's regression runs: the trained models' curves, reference "
+                                           "and every target, over the noisy data and the noiseless curve"}
     out += [("img", name, captions.get(name, name)) for name in images]
     out += _outcome_blocks(data.outcomes)
     return out

@@ -4,6 +4,8 @@
   device and dtype.
 * ``ratios.png`` -- the distribution of entry-wise error/allowed per target and dtype.
 * ``worst.png`` -- the largest error/allowed per activation and per quantity.
+* ``training_classification.png``, ``training_regression.png`` -- the models the
+  post's training runs trained (``training_plots``).
 
 Each plot returns False when the run has nothing for it to show.
 """
@@ -14,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import training_plots
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
@@ -191,4 +194,5 @@ def _column_label(column: str, env: dict, versions: dict[str, str]) -> str:
     return column
 
 
-PLOTS: dict[str, Plot] = {"outcomes.png": plot_outcomes, "ratios.png": plot_ratios, "worst.png": plot_worst}
+PLOTS: dict[str, Plot] = {"outcomes.png": plot_outcomes, "ratios.png": plot_ratios, "worst.png": plot_worst,
+                          **training_plots.PLOTS}

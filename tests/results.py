@@ -32,6 +32,9 @@ class Record:
 class Results:
     records: list[Record] = field(default_factory=list)
     used_known: set[int] = field(default_factory=set)  # indices into the known list
+    # Models trained by the post's training runs, as plain JSON for the report's figures:
+    # test, target, device, dtype, experiment, passes, measure, score, params [[W, b], ...].
+    training_runs: list[dict] = field(default_factory=list)
 
     def add(self, record: Record) -> None:
         self.records.append(record)
@@ -123,6 +126,15 @@ class Recorder:
                 self.results.used_known.add(i)
                 return d.reason
         return None
+
+    def record_training_run(self, target: str, device: str, dtype: str, experiment: str, passes: int,
+                            measure: str, score: float, params) -> None:
+        """A trained model of the post's experiments, for the report's figures."""
+        self.results.training_runs.append({
+            "test": self.name, "target": target, "device": device, "dtype": dtype, "experiment": experiment,
+            "passes": passes, "measure": measure, "score": score,
+            "params": [[W.tolist(), b.tolist()] for W, b in params],
+        })
 
     def rerun_command(self) -> str:
         return (

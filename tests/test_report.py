@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import matrix
+import post_experiments as pe
 import pytest
 import report
 from report import Outcome, RunData, write_report
@@ -215,3 +216,55 @@ def test_report_generation_of_a_typical_run_takes_under_three_seconds(tmp_path):
     start = time.process_time()
     write_report(tmp_path / "r", data)
     assert time.process_time() - start < 3.0
+
+
+TRAINING_SUITE = '''
+import post_experiments as pe
+import pytest
+
+@pytest.mark.parametrize("name", ["AND-hidden0", "XOR-hidden4", "RING-hidden4", "sin", "abs"])
+def test_records_a_model(recorder, name):
+    run = pe.experiment(name)
+    for target in ("reference", "torch", "jax"):
+        recorder.record_training_run(target, "cpu", "float32", name, 0, "accuracy", run.score(run.params), run.params)
+'''
+TRAINING_FIGURES = ("training_classification.png", "training_regression.png")
+
+
+def _training_data() -> RunData:
+    data = _run_data()
+    for name in ("XOR-hidden0", "XOR-hidden4", "abs"):
+        run = pe.experiment(name)
+        for target in ("reference", "torch", "jax-jit"):
+            data.training_runs.append({"test": "t", "target": target, "device": "cpu", "dtype": "float32",
+                                       "experiment": name, "passes": 0, "measure": "accuracy",
+                                       "score": run.score(run.params),
+                                       "params": [[W.tolist(), b.tolist()] for W, b in run.params]})
+    return data
+
+
+def test_the_report_draws_the_trained_models_of_the_posts_training_runs(tmp_path):
+    write_report(tmp_path / "r", _training_data())
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert all(f"({name})" in text and (tmp_path / "r" / name).is_file() for name in TRAINING_FIGURES), text
+    assert (tmp_path / "r" / "report.html").read_text().count("src='data:image/png;base64,") == 5
+    assert report.load(tmp_path / "r").training_runs == _training_data().training_runs
+
+
+def test_a_run_without_training_runs_draws_no_training_figures(tmp_path):
+    write_report(tmp_path / "r", _run_data())
+    assert not any((tmp_path / "r" / name).exists() for name in TRAINING_FIGURES)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_trained_models_reach_the_report_from_every_worker(small_suite, workers):
+    """Under xdist the controller runs no test: the models it draws came from the workers."""
+    (small_suite / "test_small.py").write_text(TRAINING_SUITE)
+    run = _pytest(["--report-dir", "out", "--frameworks", "torch", *workers], small_suite)
+    assert run.returncode == 0, run.stdout + run.stderr
+    runs = report.load(small_suite / "out").training_runs
+    assert sorted({(r["experiment"], r["target"]) for r in runs}) == sorted(
+        (name, target) for name in ("AND-hidden0", "XOR-hidden4", "RING-hidden4", "sin", "abs")
+        for target in ("reference", "torch", "jax")) and len(runs) == 15
+    text = (small_suite / "out" / "report.md").read_text()
+    assert all(f"({name})" in text and (small_suite / "out" / name).is_file() for name in TRAINING_FIGURES), text
