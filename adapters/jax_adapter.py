@@ -325,6 +325,16 @@ class JaxTarget:
         # Each output ends with the stepped parameters.
         return [_pairs(_split(out[len(out) - size :].astype(np.float64), shapes)) for out in outs]
 
+    def data_parallel_grads(self, problem: Problem, *, device: str, dtype: str, shards: int) -> Params:
+        """dE of the batch sharded over ``shards`` host CPU devices with NamedSharding, in a
+        worker process started with that many devices (adapters/jax_sharded.py)."""
+        from adapters import jax_sharded
+
+        check_dtype(dtype)
+        _spec_key(problem.network)
+        return jax_sharded.data_parallel_grads(self.name, problem, device=device, platform=_device(device).platform,
+                                               dtype=dtype, shards=shards, jit=self.jit)
+
 
 def _param_shapes(problem: Problem) -> list[tuple[int, ...]]:
     return [a.shape for layer in problem.params for a in layer]

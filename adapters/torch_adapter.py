@@ -228,6 +228,15 @@ class _TorchTarget:
         """One torch.optim.SGD step per (example, lr) of ``schedule``, on that one row."""
         return transforms.run(self, transforms.eager_train_online, problem, device, dtype, schedule)
 
+    def data_parallel_grads(self, problem: Problem, *, device: str, dtype: str, shards: int) -> Params:
+        """dE of the batch split over ``shards`` gloo ranks, DistributedDataParallel
+        around the nn.Linear stack (adapters/torch_distributed.py)."""
+        from adapters import torch_distributed as dp  # starts no process until called
+
+        self._setup(problem, device, dtype)
+        with _unsupported(self.name, dtype, device):
+            return dp.data_parallel_grads(self.name, dp.ddp_rank, problem, device=device, dtype=dtype, shards=shards)
+
     def _setup(self, problem: Problem, device: str, dtype: str) -> dict[str, Any]:
         """Validate; return the tensor placement keywords."""
         api.check_dtype(dtype)
@@ -365,6 +374,15 @@ class _TorchFuncTarget(_TorchTarget):
     ) -> list[Params]:
         """One torch.func.grad step by hand per (example, lr) of ``schedule``, on that one row."""
         return transforms.run(self, transforms.func_train_online, problem, device, dtype, schedule)
+
+    def data_parallel_grads(self, problem: Problem, *, device: str, dtype: str, shards: int) -> Params:
+        """dE of the batch split over ``shards`` gloo ranks: torch.func.grad of each part's
+        share, then torch.distributed.all_reduce (adapters/torch_distributed.py)."""
+        from adapters import torch_distributed as dp
+
+        self._setup(problem, device, dtype)
+        with _unsupported(self.name, dtype, device):
+            return dp.data_parallel_grads(self.name, dp.func_rank, problem, device=device, dtype=dtype, shards=shards)
 
 
 TARGETS: dict[str, _TorchTarget] = {
