@@ -21,8 +21,8 @@ import numpy as np
 from compare import Comparison, Mismatch
 from crossval import problem_of, rebuild_expression, run_hypothesis
 from error_model import SAFETY, error_bounds, fits_dtype, round_to
-from error_model_higher import hvp_bounds, per_example_bounds, tangent_bounds
-from hypothesis import assume, given, reject, seed, settings
+from error_model_higher import hessian_computable, hvp_bounds, per_example_bounds, tangent_bounds
+from hypothesis import Phase, assume, given, reject, seed, settings
 from hypothesis import strategies as st
 from repro_higher import transform_snippet
 from strategies import Case
@@ -97,8 +97,10 @@ def per_example_comparisons(case: Case, got, *_unused) -> list[Comparison]:
 
 
 def has_second_derivatives(case: Case) -> bool:
-    """Only the smooth softplus (threshold = inf) has g'' everywhere."""
-    return all(p.get("threshold", np.inf) == np.inf for _, p in case.network.activations)
+    """Only the smooth softplus (threshold = inf) has g'' everywhere; and the Hessian of a
+    loss on probabilities must stay finite in the dtype."""
+    smooth = all(p.get("threshold", np.inf) == np.inf for _, p in case.network.activations)
+    return smooth and hessian_computable(case.network, case.params, case.x, case.t, dtype=case.dtype)
 
 
 @dataclass(frozen=True)
@@ -152,12 +154,14 @@ def failure_message(variant, method: Method, case: Case, tangent_seed: int, args
 
 
 def check_method(variant, recorder, run_seed: int, max_examples: int, method_name: str,
-                 strategy: st.SearchStrategy) -> None:
-    """Hypothesis search: ``method_name`` of ``variant`` against the reference."""
+                 strategy: st.SearchStrategy, shrink: bool = True) -> None:
+    """Hypothesis search: ``method_name`` of ``variant`` against the reference
+    (``shrink=False``: report the first failing example as found)."""
     method = METHODS[method_name]
     unsupported: list[str] = []
+    phases = tuple(p for p in Phase if shrink or p not in (Phase.shrink, Phase.explain))
 
-    @settings(max_examples=max_examples)
+    @settings(max_examples=max_examples, phases=phases)
     @seed(run_seed)
     @given(case=strategy, tangent_seed=st.integers(0, 2**32 - 1))
     def check(case, tangent_seed):

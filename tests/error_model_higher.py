@@ -18,6 +18,12 @@ Eqs. 5, 14, 15 and 18:
 * the loss tangent ``dE = sum delta_L dz_L`` over all entries, and ``R{dW} = R{a}^T
   delta + a^T R{delta}``, ``R{db} = sum_n R{delta}``: the gamma_n bound of each sum.
 
+* the output's R{delta_L} of a log-loss: the probabilities and their slope carry the
+  relative error u (1 + |z|) of autodiff in the log domain, as the delta's do; and the
+  Hessian of a log-loss on probabilities (bce, ce) forms t / a^2 and (1 - t) / (1 - a)^2,
+  so a case where those (or gelu''s z^2) overflow the dtype is not computable there
+  (``hessian_computable``).
+
 These are sums over the same products whatever order a framework evaluates them in
 (forward over reverse, reverse over reverse), so the bound does not depend on it.  The
 absolute-activation variant also allows g'' an absolute error of a few u (1 + |g'|),
@@ -37,12 +43,14 @@ from error_model import (
     _deltas,
     _derivative,
     _forward,
+    _from_log_domain,
     _landmarks,
     _output_delta,
     _softmax_bounded,
     _sum_all,
     _underflow_floor,
     error_bounds,
+    round_to,
 )
 
 import reference
@@ -156,14 +164,15 @@ def _r_output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, 
                     ra: Bounded) -> Bounded:
     """R{delta_L}, the bounded counterpart of ``reference.second_order._r_output_delta``."""
     scale = ref_losses.reduction_scale(net, t.shape[0])
+    # Autodiff of a log-loss forms the probabilities, and their slope, in the log domain:
+    # the relative error u (1 + |z|) of ``error_model._from_log_domain``, as for the delta.
     if ref_losses.has_fused_delta(net):
         if net.loss in ("bce", "bce_logits"):
             slope = ar.apply(acts.sigmoid_prime, z, landmarks=np.linspace(-4.0, 4.0, 33))
-            if ar.absolute:  # sigma (1 - sigma) from the rounded output
-                slope = Bounded(slope.v, slope.e + ACTIVATION_ULPS * ar.p.u)
+            slope = _from_log_domain(ar, slope, z.v, t)
             return ar.scale(ar.mul(slope, rz), scale)
         if net.loss in ("ce", "softmax_ce"):
-            p = _softmax_bounded(ar, z)
+            p = _from_log_domain(ar, _softmax_bounded(ar, z), np.abs(z.v - z.v.max(axis=-1, keepdims=True)), t)
             r = ar.mul(p, ar.sub(rz, _row_sum(ar, ar.mul(p, rz))))
             return ar.scale(ar.mul(r, ar.exact(t.sum(-1, keepdims=True))), scale)
         return ar.scale(rz, scale)
@@ -217,3 +226,30 @@ def per_example_bounds(net: reference.Network, params, x: Array, t: Array, *, dt
     return [(np.stack([r.dW[l] for r in rows]) * scale + u * np.abs(dW),
              np.stack([r.db[l] for r in rows]) * scale + u * np.abs(db))
             for l, (dW, db) in enumerate(values)]
+
+
+def hessian_computable(net: reference.Network, params, x: Array, t: Array, *, dtype: str,
+                       headroom: float = 16.0) -> bool:
+    """Whether the Hessian's intermediates stay finite in ``dtype`` (cases where they do
+    not are ones the dtype cannot compute, not findings): a loss on probabilities (bce on
+    a sigmoid, ce on a softmax) forms t / a^2 and (1 - t) / (1 - a)^2, which overflow
+    float16 once a < 2^-8; gelu'' forms z^2, which overflows float16 at |z| = 256; and
+    every second-order term is a product of two first-order intermediates."""
+    trace = reference.forward(net, params, x)
+    limit = Precision.of(dtype).max / headroom
+    # Second-order terms multiply two first-order intermediates (a_i a_j sigma'' in the
+    # Gauss-Newton part, a^T R{delta}): 298^2 overflows float16 although 298 does not.
+    first_order = error_bounds(net, params, x, t, dtype=dtype, lr=0.0).max_magnitude
+    if not first_order**2 < limit:
+        return False
+    for (name, _), z in zip(net.activations, trace.z):  # gelu'' = phi(z) (2 - z^2) forms z^2
+        if name == "gelu" and np.max(np.abs(z), initial=0.0) ** 2 >= limit:
+            return False
+    if net.loss not in ("bce", "ce"):
+        return True
+    a = round_to(trace.a[-1], dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(t != 0, t / a**2, 0.0)
+        if net.loss == "bce":
+            terms = terms + np.where(t != 1, (1 - t) / (1 - a) ** 2, 0.0)
+    return bool(np.all(np.isfinite(terms)) and np.max(terms, initial=0.0) * headroom < Precision.of(dtype).max)

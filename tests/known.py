@@ -65,11 +65,24 @@ def _gelu_tanh_left_tail(case) -> bool:
     )
 
 
+def _bce_hessian_eps(case) -> bool:
+    """A bce loss whose output makes 2e-12 / (a (1 - a))^2 -- the relative error the
+    1e-12 added in torch's binary_cross_entropy double backward causes -- exceed the
+    dtype's unit roundoff (always in float64; in float32 once |z| > ~5)."""
+    if case.network.loss != "bce":
+        return False
+    z = reference.forward(case.network, case.params, case.x).z[-1]
+    with np.errstate(divide="ignore", over="ignore"):
+        predicted = 2e-12 / reference.activations.sigmoid_prime(z) ** 2
+    return bool(np.max(predicted) > float(np.finfo(np.float64).eps if case.dtype == "float64" else 2.0**-24))
+
+
 # Named conditions on a case that an entry can require (``when = "..."``).
 CONDITIONS: dict[str, Callable[[object], bool]] = {
     "bce_saturated": _bce_saturated,
     "softplus_exp_overflows": _softplus_exp_overflows,
     "gelu_tanh_left_tail": _gelu_tanh_left_tail,
+    "bce_hessian_eps": _bce_hessian_eps,
 }
 
 
