@@ -10,6 +10,8 @@ import os
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# XLA reads flags up to the first token without "--" and ignores the rest silently, so
+# only real XLA flags go here (intra_op_parallelism_threads is a TensorFlow option).
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 pytest_plugins = ("deltacheck_plugin", "report_plugin")
