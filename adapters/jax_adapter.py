@@ -43,6 +43,7 @@ from adapters.interface import (
     Params,
     Problem,
     Result,
+    Tangents,
     Unsupported,
     check_dtype,
 )
@@ -324,6 +325,30 @@ class JaxTarget:
         outs = self._host_run(problem, device, dtype, lr, steps)
         # Each output ends with the stepped parameters.
         return [_pairs(_split(out[len(out) - size :].astype(np.float64), shapes)) for out in outs]
+
+    # HigherOrder: jax.jvp, jax.jvp of jax.grad, jax.vmap of jax.grad and a jax.grad step
+    # per example, jitted for jax-jit; the code is in adapters/jax_transforms.py.
+    def jvp(self, problem: Problem, tangent: Params, tangent_x: np.ndarray, *, device: str,
+            dtype: str) -> Tangents:
+        from adapters import jax_transforms  # imports this module, so only once it is loaded
+
+        return jax_transforms.jvp(self, problem, tangent, tangent_x, device=device, dtype=dtype)
+
+    def hvp(self, problem: Problem, vector: Params, *, device: str, dtype: str) -> Params:
+        from adapters import jax_transforms
+
+        return jax_transforms.hvp(self, problem, vector, device=device, dtype=dtype)
+
+    def per_example_grads(self, problem: Problem, *, device: str, dtype: str) -> Params:
+        from adapters import jax_transforms
+
+        return jax_transforms.per_example_grads(self, problem, device=device, dtype=dtype)
+
+    def train_online(self, problem: Problem, *, device: str, dtype: str,
+                     schedule: Sequence[tuple[int, float]]) -> list[Params]:
+        from adapters import jax_transforms
+
+        return jax_transforms.train_online(self, problem, device=device, dtype=dtype, schedule=schedule)
 
     def data_parallel_grads(self, problem: Problem, *, device: str, dtype: str, shards: int) -> Params:
         """dE of the batch sharded over ``shards`` host CPU devices with NamedSharding, in a
