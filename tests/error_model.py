@@ -35,6 +35,7 @@ use the strict model; tensor-wise verdicts, and known-discrepancy entries marked
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -129,18 +130,33 @@ def trajectory_bounds(net: reference.Network, params, x: Array, t: Array, *, dty
 
 
 def both_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float) -> tuple[Bounds, Bounds]:
-    """The strict and the absolute-activation bounds of the same case."""
-    kw = dict(dtype=dtype, lr=lr)
-    return error_bounds(net, params, x, t, **kw), error_bounds(net, params, x, t, absolute=True, **kw)
+    """The strict and the absolute-activation bounds of the same case, equal to
+    ``error_bounds(...)`` and ``error_bounds(..., absolute=True)``, bit for bit.  One pass
+    computes both: every error carries a leading axis of 2 (strict, absolute), so each
+    value, and each array operation on the small arrays of a case, is done once."""
+    strict, loose = _bounds(_Arith(Precision.of(dtype), both=True), net, params, x, t, lr, None)
+    return strict, loose
 
 
 class _Arith:
-    def __init__(self, p: Precision, absolute: bool = False) -> None:
+    """Bounded arithmetic in one dtype.  ``both``: errors of the strict and the
+    absolute-activation model side by side, on a leading axis of 2."""
+
+    def __init__(self, p: Precision, absolute: bool = False, both: bool = False) -> None:
         self.p = p
         self.absolute = absolute
+        self.both = both
 
     def exact(self, v: Array) -> Bounded:
-        return Bounded(np.asarray(v, np.float64), np.zeros(np.shape(v)))
+        return Bounded(np.asarray(v, np.float64), np.zeros((2, *np.shape(v)) if self.both else np.shape(v)))
+
+    def loosen(self, e: Array, extra: Array | float) -> Array:
+        """``e`` plus ``extra`` under the absolute-activation model only."""
+        if self.both:
+            e = np.array(e, dtype=np.float64, copy=True)
+            e[1] = e[1] + extra
+            return e
+        return e + extra if self.absolute else e
 
     def affine(self, a: Bounded, W: Array, b: Array | None = None,
                eW: Array | None = None, eb: Array | None = None) -> Bounded:
@@ -161,13 +177,14 @@ class _Arith:
         """a.T @ d, both carrying errors: the weight gradient of Eqs. 6 and 15."""
         n = a.v.shape[0]
         mag = np.abs(a.v).T @ np.abs(d.v)
-        e = np.abs(a.v).T @ d.e + a.e.T @ np.abs(d.v) + a.e.T @ d.e
+        ae = np.swapaxes(a.e, -1, -2)
+        e = np.abs(a.v).T @ d.e + ae @ np.abs(d.v) + ae @ d.e
         return Bounded(a.v.T @ d.v, e + n * self.p.u * mag + n * self.p.tiny)
 
     def column_sum(self, d: Bounded) -> Bounded:
         n = d.v.shape[0]
         mag = np.abs(d.v).sum(axis=0)
-        return Bounded(d.v.sum(axis=0), d.e.sum(axis=0) + n * self.p.u * mag + n * self.p.tiny)
+        return Bounded(d.v.sum(axis=0), d.e.sum(axis=-2) + n * self.p.u * mag + n * self.p.tiny)
 
     def mul(self, x: Bounded, y: Bounded) -> Bounded:
         v = x.v * y.v
@@ -198,11 +215,44 @@ class _Arith:
             lo, hi = f(x.v - reach), f(x.v + reach)
             spread = np.maximum(np.abs(lo - v), np.abs(hi - v))
             if landmarks is not None and landmarks.size:
-                at = f(landmarks)
-                inside = np.abs(x.v[..., None] - landmarks) <= reach[..., None]
-                spread = np.maximum(spread, np.max(np.where(inside, np.abs(at - v[..., None]), 0.0), axis=-1))
+                spread = _landmark_spread(f, x.v, v, reach, landmarks, spread)
         spread = np.where(np.isfinite(spread), spread, np.inf)
         return Bounded(v, spread + ACTIVATION_ULPS * self.p.u * scale + self.p.tiny)
+
+
+def _landmark_spread(f, z: Array, v: Array, reach: Array, landmarks: Array, spread: Array) -> Array:
+    """``spread`` raised, entry by entry, to |f(L) - f(z)| for every landmark L with
+    |z - L| <= reach.  Only entries whose *nearest* landmark is within reach can have
+    one: |fl(z - L)| is monotone in L on either side of z, so its minimum over the
+    landmarks sits at one of z's two neighbours in sorted order, and the test below is
+    the very comparison the full (entries x landmarks) table would make.  The few
+    entries that pass get that table; the bounds are the same, bit for bit."""
+    padded = _sorted_padded(landmarks)  # [L_0, L_0, ..., L_n-1, L_n-1]
+    at_index = np.searchsorted(padded[1:-1], z, side="left")
+    near = np.minimum(np.abs(z - padded[at_index]), np.abs(z - padded[at_index + 1])) <= reach
+    if not near.any():
+        return spread
+    shape = np.broadcast_shapes(near.shape, v.shape, spread.shape)
+    near, z, v, reach, spread = (np.broadcast_to(a, shape) for a in (near, z, v, reach, spread))
+    zs, vs, rs = z[near], v[near], reach[near]
+    inside = np.abs(zs[:, None] - landmarks) <= rs[:, None]
+    jump = np.max(np.where(inside, np.abs(f(landmarks) - vs[:, None]), 0.0), axis=-1)
+    spread = np.array(spread, dtype=np.float64, copy=True)
+    spread[near] = np.maximum(spread[near], jump)
+    return spread
+
+
+_PADDED: dict[bytes, Array] = {}
+
+
+def _sorted_padded(landmarks: Array) -> Array:
+    """The landmarks sorted, with the first and last repeated at either end, so that
+    index i and i + 1 are the neighbours of a point searchsorted places at i."""
+    key = landmarks.tobytes()
+    if key not in _PADDED:
+        order = np.sort(landmarks)
+        _PADDED[key] = np.concatenate([order[:1], order, order[-1:]])
+    return _PADDED[key]
 
 
 _GRID = np.linspace(-4.0, 4.0, 33)
@@ -210,9 +260,16 @@ _GRID = np.linspace(-4.0, 4.0, 33)
 
 def _landmarks(net: reference.Network, layer: int) -> Array:
     name, params = net.activations[layer]
-    kinks = np.array(ACTIVATIONS[name].kinks(**params), dtype=np.float64)
+    return _landmarks_of(name, tuple(sorted(params.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _landmarks_of(name: str, params: tuple[tuple[str, float], ...]) -> Array:
+    kinks = np.array(ACTIVATIONS[name].kinks(**dict(params)), dtype=np.float64)
     side = 1e-9 * np.maximum(1.0, np.abs(kinks))
-    return np.concatenate([_GRID, kinks - side, kinks + side])
+    landmarks = np.concatenate([_GRID, kinks - side, kinks + side])
+    landmarks.flags.writeable = False  # shared between calls
+    return landmarks
 
 
 def _sigmoid_terms(z: Array) -> Array:
@@ -253,10 +310,10 @@ def _derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounded) -> B
         _landmarks(net, layer),
     )
     d = Bounded(d.v, d.e + _underflow_floor(ar, z))
-    if not ar.absolute:
+    if not (ar.absolute or ar.both):
         return d
     g = np.abs(_activation(net, layer, derivative=False)(z.v))
-    return Bounded(d.v, d.e + ACTIVATION_ULPS * ar.p.u * (1.0 + g))
+    return Bounded(d.v, ar.loosen(d.e, ACTIVATION_ULPS * ar.p.u * (1.0 + g)))
 
 
 def _activation(net: reference.Network, layer: int, derivative: bool):
@@ -287,17 +344,21 @@ def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr) -> tupl
             # A factor of g (sigmoid(z) in silu = z sigmoid(z)) may underflow although g is
             # representable: 0 for silu(-89) = -2e-37 in float32.
             a = Bounded(a.v, a.e + _underflow_floor(ar, z))
-            if ar.absolute:
-                a = Bounded(a.v, a.e + ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z.v)))
+            if ar.absolute or ar.both:
+                a = Bounded(a.v, ar.loosen(a.e, ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z.v))))
         zs.append(z)
         acts.append(a)
     return zs, acts, ins
 
 
-def _sum_all(ar: _Arith, terms: Bounded, scale: float) -> float:
+def _sum_all(ar: _Arith, terms: Bounded, scale: float):
+    """The bound of the sum of all terms times ``scale``: a float (both models: a pair)."""
     n = terms.v.size
-    e = terms.e.sum() + n * ar.p.u * np.abs(terms.v).sum() + n * ar.p.tiny
-    return float(abs(scale) * e + ar.p.u * abs(scale * terms.v.sum()))
+    mag = n * ar.p.u * np.abs(terms.v).sum()
+    rounding = ar.p.u * abs(scale * terms.v.sum())
+    sums = [e.sum() for e in terms.e] if ar.both else [terms.e.sum()]
+    bounds = tuple(float(abs(scale) * (e + mag + n * ar.p.tiny) + rounding) for e in sums)
+    return bounds if ar.both else bounds[0]
 
 
 def _weighted(weight: Array, e: Array) -> Array:
@@ -334,8 +395,8 @@ def _loss_bound(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: A
         e_lsm = z.e + z.e.max(axis=-1, keepdims=True) + (k + 2) * ar.p.u * (np.abs(shift) + lse)
         terms = Bounded(ref_losses.loss_terms(net, z.v, a.v, t), t * e_lsm)
     terms = Bounded(terms.v, terms.e + 2 * ar.p.u * np.abs(terms.v) + ar.p.tiny)
-    if ar.absolute:  # log(1 + e) through log rather than log1p: a few u absolute
-        terms = Bounded(terms.v, terms.e + ACTIVATION_ULPS * ar.p.u)
+    # log(1 + e) through log rather than log1p: a few u absolute
+    terms = Bounded(terms.v, ar.loosen(terms.e, ACTIVATION_ULPS * ar.p.u))
     return _sum_all(ar, terms, scale)
 
 
@@ -345,9 +406,12 @@ def _from_log_domain(ar: _Arith, p: Bounded, z: Array, t: Array) -> Bounded:
     u (1 + |z|), so p -- and 1 - p, which the loss's gradient may form instead --
     carry that relative error."""
     extra = ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z)) * (np.abs(p.v) + np.abs(t))
-    if ar.absolute:  # formed as 1 - (1 - p): a few u absolute
-        extra = extra + ACTIVATION_ULPS * ar.p.u
-    return Bounded(p.v, p.e + extra)
+    loose = extra + ACTIVATION_ULPS * ar.p.u  # formed as 1 - (1 - p): a few u absolute
+    if ar.both:
+        e = p.e + extra
+        e[1] = p.e[1] + loose
+        return Bounded(p.v, e)
+    return Bounded(p.v, p.e + (loose if ar.absolute else extra))
 
 
 def _underflow_floor(ar: _Arith, z: Bounded) -> Array:
@@ -398,7 +462,12 @@ def error_bounds(
     """Per-entry error bounds for a ``dtype`` computation of loss, deltas, dW, db and
     one SGD step of ``net`` on ``(params, x, t)`` -- values already in ``dtype``.
     ``absolute`` selects the absolute-activation model (see the module docstring)."""
-    ar = _Arith(Precision.of(dtype), absolute)
+    (bounds,) = _bounds(_Arith(Precision.of(dtype), absolute), net, params, x, t, lr, param_errors)
+    return bounds
+
+
+def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: float, param_errors) -> list[Bounds]:
+    """``error_bounds`` under ``ar``'s model, or under both models (``ar.both``)."""
     params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
     perr = param_errors or [(None, None)] * len(params)
     zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64), perr)
@@ -416,7 +485,10 @@ def error_bounds(
         stepped_b = [s + e for s, (_, e) in zip(stepped_b, param_errors)]
     values = [q.v for q in (*zs, *acts, *ds, *dW, *db)]
     magnitude = max(unreduced, *(float(np.max(np.abs(v), initial=0.0)) for v in values))
-    return Bounds(loss_e, [d.e for d in ds], [g.e for g in dW], [g.e for g in db], stepped_W, stepped_b, magnitude)
+    errors = (loss_e, [d.e for d in ds], [g.e for g in dW], [g.e for g in db], stepped_W, stepped_b)
+    if not ar.both:
+        return [Bounds(*errors, magnitude)]
+    return [Bounds(errors[0][i], *([e[i] for e in es] for es in errors[1:]), magnitude) for i in (0, 1)]
 
 
 def fits_dtype(bounds: Bounds, dtype: str, headroom: float = 16.0) -> bool:
