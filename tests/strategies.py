@@ -141,6 +141,41 @@ def cases(
     elements, each possibly square.  Shrinks toward the one-layer, width-one ``sse``
     network of batch 1.
     """
+    kw = dict(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
+              losses=losses, reductions=reductions)
+    (case,) = _draw_cases(draw, None, **kw)
+    return case
+
+
+@st.composite
+def case_sets(
+    draw,
+    *,
+    networks: int = 8,
+    dtype: str = "float64",
+    depth: tuple[int, int] = (1, 6),
+    width: tuple[int, int] = (1, 64),
+    batch: tuple[int, int] = (1, 32),
+    activations: tuple[str, ...] = ACTIVATION_ORDER,
+    losses: tuple[str, ...] = LOSS_ORDER,
+    reductions: tuple[str, ...] = ("sum", "mean"),
+) -> tuple[Case, ...]:
+    """1 to ``networks`` cases of one architecture (sizes, activations, loss,
+    reduction, batch, learning rate, scales, target kind), each filled from its own
+    seed; otherwise drawn as ``cases`` draws one.  One example checks several networks
+    for the price of one architecture draw (and, under jax.jit, one compile).  Shrinks
+    toward a single network -- the failing one -- and then as ``cases`` shrinks."""
+    if not (isinstance(networks, int) and networks >= 1):
+        raise ValueError(f"networks={networks!r}; expected an int >= 1 (the most networks per example)")
+    kw = dict(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
+              losses=losses, reductions=reductions)
+    return tuple(_draw_cases(draw, networks, **kw))
+
+
+def _draw_cases(draw, networks: int | None, *, dtype, depth, width, batch, activations, losses,
+                reductions) -> list[Case]:
+    """The draws of ``cases``, in its order: one seed, or (``networks``) a list of 1 to
+    ``networks`` distinct seeds in its place."""
     _validate(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
               losses=losses, reductions=reductions)
     exponents = SCALE_EXPONENTS[dtype]
@@ -155,7 +190,11 @@ def cases(
     n = draw(st.one_of(st.integers(batch[0], min(batch[1], batch[0] + 1)), st.integers(*batch)), label="batch")
     lr = draw(st.sampled_from(LEARNING_RATES), label="learning rate")
     kind = "hard" if loss in ("sse", "mse") else draw(st.sampled_from(("hard", "soft")), label="target kind")
-    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    seed = st.integers(0, 2**32 - 1)
+    if networks is None:
+        seeds = [draw(seed, label="seed")]
+    else:
+        seeds = draw(st.lists(seed, min_size=1, max_size=networks, unique=True), label="seeds, one per network")
     sizes = [draw(st.integers(*width), label="input width")]
     scales = [10.0 ** draw(st.sampled_from(exponents), label="input scale")]
     layers = draw(st.lists(_layer(width, activations, exponents), min_size=depth[0], max_size=depth[1]),
@@ -173,7 +212,8 @@ def cases(
         output = _activation(draw, "the output layer", outputs)
     acts[-1] = output
     network = reference.Network(sizes, acts, loss=loss, reduction=reduction)
-    return build_case(network, batch=n, dtype=dtype, lr=lr, seed=seed, scales=tuple(scales), targets=kind)
+    return [build_case(network, batch=n, dtype=dtype, lr=lr, seed=seed, scales=tuple(scales), targets=kind)
+            for seed in seeds]
 
 
 def build_case(
