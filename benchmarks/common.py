@@ -3,8 +3,8 @@ variants, recorders and the hypothesis profile the benchmarks run under.
 
 Import this module before any framework: it pins every thread pool to one thread
 (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` = 1 and
-``XLA_FLAGS`` with one intra-op thread and no multi-threaded Eigen), as
-``conftest.py`` does for the test suite, unless the environment already sets them.
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``), as ``conftest.py`` does for the
+test suite, unless the environment already sets them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# Only real XLA flags: XLA stops reading at the first token without "--".
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 ROOT = Path(__file__).resolve().parent.parent
 for _path in (ROOT, ROOT / "tests"):

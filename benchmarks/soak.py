@@ -3,10 +3,11 @@
     python benchmarks/soak.py [--examples 100000] [--targets torch] [--dtypes float32] [--chunk 500]
 
 Runs ``crossval.check_quantities`` -- the very check of
-``test_every_quantity_matches_reference`` -- with a ``results.Recorder`` holding the
-real known discrepancies (``tests/known_discrepancies.toml``), over ``--examples``
-examples per target and dtype, in chunks of ``--chunk`` examples, each chunk under its
-own hypothesis seed.  A failure ends only its chunk (hypothesis stops at the first
+``test_every_quantity_matches_reference``, several networks of one architecture per
+hypothesis example -- with a ``results.Recorder`` holding the real known discrepancies
+(``tests/known_discrepancies.toml``), until ``--examples`` networks per target and
+dtype are cross-checked, in chunks of ``--chunk`` hypothesis examples, each chunk under
+its own hypothesis seed.  A failure ends only its chunk (hypothesis stops at the first
 failing example; ``--shrink`` shrinks it first), and the soak goes on.  Printed per
 target and dtype: the examples checked, every failure (goal: none), the largest
 error/allowed ratios, and the cases behind the top ratios.
@@ -32,12 +33,12 @@ def soak(target: str, dtype: str, examples: int, chunk: int, base_seed: int) -> 
     v = common.variant(target, dtype)
     out = {"checked": 0, "failures": [], "errors": [], "skips": [], "known": 0, "top": [],
            "worst_tensor": (0.0, ""), "start": time.perf_counter()}
-    done, index = 0, 0
-    while done < examples:
-        n = min(chunk, examples - done)
+    index = 0
+    while out["checked"] < examples:
+        before = out["checked"]
         rec = common.recorder(v, base_seed + index)
         try:
-            check_quantities(v, rec, base_seed + index, n)
+            check_quantities(v, rec, base_seed + index, chunk)
         except Mismatch as exc:
             out["failures"].append(f"chunk seed {base_seed + index}: {exc}")
         except pytest.skip.Exception as exc:
@@ -46,8 +47,9 @@ def soak(target: str, dtype: str, examples: int, chunk: int, base_seed: int) -> 
             notes = "\n".join(getattr(exc, "__notes__", []))  # hypothesis adds the falsifying case
             out["errors"].append(f"chunk seed {base_seed + index}: {type(exc).__name__}: {exc}\n{notes}")
         _distill(rec.results.records, out)
-        done += n
         index += 1
+        if out["checked"] == before and (out["skips"] or out["errors"]):
+            break  # nothing this variant can run: reported, not retried
     out["wall"] = time.perf_counter() - out.pop("start")
     out["load"] = common.load()
     return out
@@ -75,7 +77,7 @@ def report(target: str, dtype: str, r: dict) -> list[str]:
     top = sorted(r["top"], reverse=True)
     entry = top[0][0] if top else 0.0
     lines = [
-        f"{target:<10} {dtype:<9} {r['checked']} examples in {r['wall']:.0f} s: {len(r['failures'])} failure(s), "
+        f"{target:<10} {dtype:<9} {r['checked']} networks in {r['wall']:.0f} s: {len(r['failures'])} failure(s), "
         f"{len(r['errors'])} error(s); largest error/allowed (not explained by a known discrepancy): "
         f"entry-wise {entry:.3g}, tensor-wise {r['worst_tensor'][0]:.3g}; "
         f"{r['known']} comparison(s) explained by known discrepancies [{r['load']}]",
@@ -90,10 +92,10 @@ def report(target: str, dtype: str, r: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=100_000, help="examples per target and dtype (default 100000)")
+    parser.add_argument("--examples", type=int, default=100_000, help="networks per target and dtype (default 100000)")
     parser.add_argument("--targets", help=f"comma-separated, from {','.join(common.TARGETS)}; default all")
     parser.add_argument("--dtypes", help=f"comma-separated, from {','.join(common.DTYPES)}; default all")
-    parser.add_argument("--chunk", type=int, default=500, help="examples per hypothesis run (one seed each)")
+    parser.add_argument("--chunk", type=int, default=100, help="hypothesis examples per run (one seed each)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first chunk; chunk i uses seed + i")
     parser.add_argument("--shrink", action="store_true", help="shrink a failing example before reporting it")
     args = parser.parse_args()
@@ -102,7 +104,7 @@ def main() -> None:
     targets = common.split(args.targets, common.TARGETS, "--targets")
     dtypes = common.split(args.dtypes, common.DTYPES, "--dtypes")
     print(common.machine())
-    print(f"soak: {args.examples} examples per target and dtype, chunks of {args.chunk}, seeds {args.seed}+; "
+    print(f"soak: {args.examples} networks per target and dtype, chunks of {args.chunk} examples, seeds {args.seed}+; "
           f"known discrepancies from {common.KNOWN_FILE.relative_to(common.ROOT)}")
     for target in targets:
         for dtype in dtypes:

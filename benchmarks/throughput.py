@@ -1,16 +1,20 @@
 """Cross-checked examples per second, per target and dtype, and where the time goes.
 
-    python benchmarks/throughput.py [--targets torch,jax-jit] [--dtypes float32] [--seconds 20]
+    python benchmarks/throughput.py [--targets torch,jax-jit] [--dtypes float32] [--seconds 20] [--networks 8]
+    python benchmarks/throughput.py --targets torch --dtypes float64 --profile 300
 
 Hypothesis drives the cases exactly as the suite's ``check_quantities`` does
-(``@given(case=cases(dtype=...))`` under ``@settings(max_examples=N)``, the ``ci``
-strategy restricted to small networks: widths <= 32, batch <= 16, depth 1-6), and
-the body runs the suite's stages with a clock around each: the error model
+(``@given(drawn=case_sets(dtype=..., networks=8))`` under ``@settings(max_examples=N)``:
+each example one architecture and 1-8 networks of it, the ``ci`` strategy restricted to
+small networks: widths <= 32, batch <= 16, depth 1-6; ``--networks 1`` draws one case
+per example, as ``cases`` does), and for each network the body runs the suite's
+stages with a clock around each: the error model
 (``both_bounds`` and ``fits_dtype``), the adapter (``compute``), the reference
 (``expected_result``), the comparison (``comparisons`` and every verdict) and the
 reporting (``Recorder.check``).  Generation is what is left of the wall time: drawing
 the case and hypothesis' own engine.  A short pilot run estimates the rate, so each
-target and dtype gets about ``--seconds``.
+target and dtype gets about ``--seconds``.  Rates count cross-checked networks.
+``--profile N`` runs N examples of one target and dtype under cProfile instead.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import argparse
 import time
 
 import common  # noqa: F401  (pins threads before any framework is imported)
-from hypothesis import assume, given, reject, seed, settings
+from hypothesis import assume, given, seed, settings
 
 from compare import comparisons
 from crossval import compute_or_reject, expected_result
 from error_model import both_bounds, fits_dtype
-from strategies import cases
+from strategies import case_sets
 
 SUITE_STAGES = ("generation", "error model", "reference", "comparison", "reporting")
 STAGES = ("generation", "error model", "adapter", "reference", "comparison", "reporting")
@@ -34,25 +38,30 @@ GOALS = {"torch": 800.0, "jax-jit": 100.0}
 def run(v, strategy, n: int, run_seed: int) -> dict:
     """``n`` examples of ``v`` under hypothesis; seconds per stage and counters."""
     clock, rec, unsupported = common.Clock(), common.recorder(v, run_seed), []
-    stats = {"drawn": 0, "checked": 0, "failed": 0, "errors": [], "compile_calls": [], "plain_calls": []}
+    stats = {"examples": 0, "drawn": 0, "checked": 0, "failed": 0, "errors": [], "compile_calls": [], "plain_calls": []}
     jax_stats = _jax_counter(v.target)
 
     @settings(max_examples=n)
     @seed(run_seed)
-    @given(case=strategy)
-    def body(case):
+    @given(drawn=strategy)
+    def body(drawn):
+        stats["examples"] += 1
+        checked = sum([one(case) for case in drawn])
+        assume(checked)
+
+    def one(case) -> bool:
         stats["drawn"] += 1
         bounds, loose = clock.timed("error model", both_bounds, case.network, case.params, case.x, case.t,
                                     dtype=case.dtype, lr=case.lr)
-        fits = clock.timed("error model", fits_dtype, bounds, case.dtype)
-        assume(fits)
+        if not clock.timed("error model", fits_dtype, bounds, case.dtype):
+            return False
         before = jax_stats()
         start = time.perf_counter()
         try:
             result = compute_or_reject(v, case, unsupported)
         except Exception as exc:  # noqa: BLE001  a framework error: counted, shown, not fatal
             stats["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0]} in {case!r}")
-            reject()
+            return False
         finally:
             took = time.perf_counter() - start
             clock.add("adapter", took)
@@ -66,6 +75,7 @@ def run(v, strategy, n: int, run_seed: int) -> dict:
         failing = clock.timed("reporting", rec.check, v, case, comps)
         stats["checked"] += 1
         stats["failed"] += bool(failing)
+        return True
 
     start, cpu = time.perf_counter(), time.process_time()
     body()
@@ -87,23 +97,28 @@ def _jax_counter(target: str):
     return lambda: compile_stats()["compiles"] - start
 
 
-def generation_only(dtype: str, strategy, n: int, run_seed: int) -> float:
-    """Seconds per example of hypothesis drawing cases into an empty body."""
+def generation_only(dtype: str, strategy, n: int, run_seed: int) -> tuple[float, float]:
+    """Seconds per example, and networks per example, of hypothesis drawing cases into
+    an empty body."""
+    networks = []
 
     @settings(max_examples=n)
     @seed(run_seed)
-    @given(case=strategy)
-    def body(case):
-        pass
+    @given(drawn=strategy)
+    def body(drawn):
+        networks.append(len(drawn))
 
     start = time.perf_counter()
     body()
-    return (time.perf_counter() - start) / n
+    return (time.perf_counter() - start) / n, sum(networks) / len(networks)
 
 
-def measure(target: str, dtype: str, seconds: float, run_seed: int, width: int, batch: int) -> dict:
+def strategy_of(dtype: str, width: int, batch: int, networks: int):
+    return case_sets(dtype=dtype, width=(1, width), batch=(1, batch), networks=networks)
+
+
+def measure(target: str, dtype: str, seconds: float, run_seed: int, strategy) -> dict:
     v = common.variant(target, dtype)
-    strategy = cases(dtype=dtype, width=(1, width), batch=(1, batch))
     # A warm-up run, then runs grown until one lasts most of ``seconds``.
     run(v, strategy, 3, run_seed + 1)
     n = 4 if target.startswith("jax") else 20
@@ -123,25 +138,40 @@ def report(target: str, dtype: str, r: dict) -> list[str]:
     goal = GOALS.get(target)
     rate = checked / wall
     lines = [
-        f"{target:<10} {dtype:<9} {rate:8.1f} examples/s ({checked / max(r['cpu'], 1e-9):.1f} per CPU second)"
+        f"{target:<10} {dtype:<9} {rate:8.1f} networks/s ({checked / max(r['cpu'], 1e-9):.1f} per CPU second)"
         + (f" (goal {goal:g}: {'met' if rate >= goal else 'MISSED'})" if goal else "")
-        + f"  [{checked} cross-checked of {r['drawn']} drawn in {wall:.1f} s, {r['cpu'] / wall:.0%} of it on this process' CPU; {r['failed']} failing, {len(r['errors'])} framework errors; {r['load']}]",
-        "    ms per cross-checked example: " + ", ".join(f"{s} {per[s]:.2f}" for s in STAGES),
+        + f"  [{checked} cross-checked of {r['drawn']} drawn in {r['examples']} hypothesis examples, {wall:.1f} s, "
+        f"{r['cpu'] / wall:.0%} of it on this process' CPU; {r['failed']} failing, {len(r['errors'])} framework errors; {r['load']}]",
+        "    ms per cross-checked network: " + ", ".join(f"{s} {per[s]:.2f}" for s in STAGES),
         f"    suite share {100 * suite / wall:.0f}% (goal <= 50%), framework (adapter) "
         f"{100 * r['seconds'].get('adapter', 0.0) / wall:.0f}%",
     ]
-    lines += [f"    framework error (example skipped): {e}" for e in r["errors"][:3]]
+    lines += [f"    framework error (network skipped): {e}" for e in r["errors"][:3]]
     if target == "jax-jit":
         comp, plain = r["compile_calls"], r["plain_calls"]
         mean_c = sum(comp) / len(comp) if comp else 0.0
         mean_p = sum(plain) / len(plain) if plain else 0.0
         lines.append(
             f"    compiles: {r['compiles']} in {len(comp) + len(plain)} adapter calls = "
-            f"{100 * r['compiles'] / max(len(comp) + len(plain), 1):.0f} per 100 examples; a call that "
-            f"compiles takes {1e3 * mean_c:.0f} ms, one that reuses {1e3 * mean_p:.1f} ms "
-            f"(compiling: {100 * sum(comp) / wall:.0f}% of the wall time)"
+            f"{100 * r['compiles'] / max(len(comp) + len(plain), 1):.0f} per 100 networks, every one at its "
+            f"drawn shape (100% unpadded); a call that compiles takes {1e3 * mean_c:.0f} ms, one that reuses "
+            f"{1e3 * mean_p:.1f} ms (compiling: {100 * sum(comp) / wall:.0f}% of the wall time)"
         )
     return lines
+
+
+def profile(target: str, dtype: str, strategy, n: int, run_seed: int) -> None:
+    """``n`` examples under cProfile (after a warm-up): where the time goes, by function."""
+    import cProfile
+    import pstats
+
+    v = common.variant(target, dtype)
+    run(v, strategy, 3, run_seed + 1)
+    profiler = cProfile.Profile()
+    profiler.runcall(run, v, strategy, n, run_seed)
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(40)
+    stats.sort_stats("tottime").print_stats(25)
 
 
 def main() -> None:
@@ -152,18 +182,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--width", type=int, default=32, help="largest layer width (default 32)")
     parser.add_argument("--batch", type=int, default=16, help="largest batch (default 16)")
+    parser.add_argument("--networks", type=int, default=8, help="most networks per hypothesis example (default 8)")
+    parser.add_argument("--profile", type=int, metavar="N", help="profile N examples of the first target and dtype")
     args = parser.parse_args()
     targets = common.split(args.targets, common.TARGETS, "--targets")
     dtypes = common.split(args.dtypes, common.DTYPES, "--dtypes") if args.dtypes else ("float64", "float32")
     print(common.machine())
-    print(f"strategy: cases(dtype=..., width=(1, {args.width}), batch=(1, {args.batch})), depth 1-6; seed {args.seed}")
+    print(f"strategy: case_sets(dtype=..., width=(1, {args.width}), batch=(1, {args.batch}), "
+          f"networks={args.networks}), depth 1-6; seed {args.seed}")
+    if args.profile:
+        profile(targets[0], dtypes[0], strategy_of(dtypes[0], args.width, args.batch, args.networks), args.profile, args.seed)
+        return
     for dtype in dtypes:
-        strategy = cases(dtype=dtype, width=(1, args.width), batch=(1, args.batch))
-        gen = generation_only(dtype, strategy, 200, args.seed)
-        print(f"hypothesis alone (empty body, 200 cases, {dtype}): {1e3 * gen:.2f} ms per case [{common.load()}]")
+        gen, per = generation_only(dtype, strategy_of(dtype, args.width, args.batch, args.networks), 200, args.seed)
+        print(f"hypothesis alone (empty body, 200 examples, {dtype}): {1e3 * gen:.2f} ms per example, "
+              f"{per:.2f} networks per example [{common.load()}]")
     for target in targets:
         for dtype in dtypes:
-            r = measure(target, dtype, args.seconds, args.seed, args.width, args.batch)
+            strategy = strategy_of(dtype, args.width, args.batch, args.networks)
+            r = measure(target, dtype, args.seconds, args.seed, strategy)
             print("\n".join(report(target, dtype, r)), flush=True)
 
 
