@@ -251,9 +251,10 @@ def hessian_computable(net: reference.Network, params, x: Array, t: Array, *, dt
             return False
     if net.loss not in ("bce", "ce"):
         return True
+    # Every entry: autodiff of t log(a) forms t / a^2 even where t = 0 (0 * inf = NaN).
     a = round_to(trace.a[-1], dtype)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(t != 0, t / a**2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        terms = 1.0 / a**2
         if net.loss == "bce":
-            terms = terms + np.where(t != 1, (1 - t) / (1 - a) ** 2, 0.0)
+            terms = np.maximum(terms, 1.0 / (1 - a) ** 2)
     return bool(np.all(np.isfinite(terms)) and np.max(terms, initial=0.0) * headroom < Precision.of(dtype).max)

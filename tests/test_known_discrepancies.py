@@ -15,7 +15,7 @@ from strategies import build_case
 import reference
 
 KNOWN_FILE = Path(__file__).parent / "known_discrepancies.toml"
-QUANTITY_KEYS = ("", "loss", "delta", "dW", "db", "W_step", "b_step")
+QUANTITY_KEYS = ("", "loss", "delta", "dW", "db", "W_step", "b_step", "jvp", "hvp", "pe")
 TEST_ID = "test_every_quantity_matches_reference[torch-cpu-float32]"
 
 
