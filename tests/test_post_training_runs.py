@@ -16,7 +16,7 @@ rounded to the dtype under test.
   profile every run is the post's full run (100 passes for classification, 150 for
   regression).  Under ``ci`` and ``dev`` the runs are shortened to ``SHORT_RUNS``
   (measured per online step, CPU: torch ~0.4 ms, torch-func ~0.65 ms, jax-jit
-  ~0.15 ms, un-jitted jax ~7 ms -- the full runs cost 110k steps per variant, 17k
+  ~0.15 ms, un-jitted jax 7-9 ms -- the full runs cost 110k steps per variant, 17k
   shortened), and un-jitted jax, whose every primitive is dispatched one by one,
   runs them under ``thorough`` only.  bfloat16's full regressions are skipped
   (``STALLS``): its updates round away before the fit is done.
@@ -46,7 +46,7 @@ from adapters.interface import Unsupported, capability, load_target
 
 STEPS = 25  # updates compared step by step; all in the first pass (lr 0.5 or 0.02)
 FULL_RUN_PROFILES = ("thorough",)
-SLOW_TARGETS = {"jax": "un-jitted jax dispatches every primitive of every step (~7 ms an online step, "
+SLOW_TARGETS = {"jax": "un-jitted jax dispatches every primitive of every step (7-9 ms an online step, "
                        "17k steps a variant shortened, 110k full)"}
 # Full runs that a dtype cannot finish, as rounding dictates rather than as a bug.
 _BF16_STALL = ("bfloat16 keeps 8 significant bits: once the fit is close, an update lr dE/dw (lr = 0.02 x "
