@@ -24,6 +24,7 @@ import time
 
 import common  # noqa: F401  (pins threads before any framework is imported)
 from hypothesis import assume, given, seed, settings
+from hypothesis.errors import UnsatisfiedAssumption
 
 from compare import comparisons
 from crossval import compute_or_reject, expected_result
@@ -38,7 +39,7 @@ GOALS = {"torch": 800.0, "jax-jit": 100.0}
 def run(v, strategy, n: int, run_seed: int) -> dict:
     """``n`` examples of ``v`` under hypothesis; seconds per stage and counters."""
     clock, rec, unsupported = common.Clock(), common.recorder(v, run_seed), []
-    stats = {"examples": 0, "drawn": 0, "checked": 0, "failed": 0, "errors": [], "compile_calls": [], "plain_calls": []}
+    stats = {"examples": 0, "drawn": 0, "checked": 0, "failures": [], "explained crashes": 0, "failed": 0, "errors": [], "compile_calls": [], "plain_calls": []}
     jax_stats = _jax_counter(v.target)
 
     @settings(max_examples=n)
@@ -58,7 +59,10 @@ def run(v, strategy, n: int, run_seed: int) -> dict:
         before = jax_stats()
         start = time.perf_counter()
         try:
-            result = compute_or_reject(v, case, unsupported)
+            result = compute_or_reject(v, case, unsupported, variant_recorder=rec)
+        except UnsatisfiedAssumption:  # a crash a known finding explains, or unsupported: as the suite
+            stats["explained crashes"] += 1
+            return False
         except Exception as exc:  # noqa: BLE001  a framework error: counted, shown, not fatal
             stats["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0]} in {case!r}")
             return False
@@ -75,6 +79,7 @@ def run(v, strategy, n: int, run_seed: int) -> dict:
         failing = clock.timed("reporting", rec.check, v, case, comps)
         stats["checked"] += 1
         stats["failed"] += bool(failing)
+        stats["failures"] += [f"{c.describe()}\n      in {case!r}" for c in failing[:1]]
         return True
 
     start, cpu = time.perf_counter(), time.process_time()
@@ -141,12 +146,15 @@ def report(target: str, dtype: str, r: dict) -> list[str]:
         f"{target:<10} {dtype:<9} {rate:8.1f} networks/s ({checked / max(r['cpu'], 1e-9):.1f} per CPU second)"
         + (f" (goal {goal:g}: {'met' if rate >= goal else 'MISSED'})" if goal else "")
         + f"  [{checked} cross-checked of {r['drawn']} drawn in {r['examples']} hypothesis examples, {wall:.1f} s, "
-        f"{r['cpu'] / wall:.0%} of it on this process' CPU; {r['failed']} failing, {len(r['errors'])} framework errors; {r['load']}]",
+        f"{r['cpu'] / wall:.0%} of it on this process' CPU; {r['failed']} failing, {len(r['errors'])} framework errors, "
+        f"{r['explained crashes']} crashes explained by known discrepancies; {r['load']}]",
         "    ms per cross-checked network: " + ", ".join(f"{s} {per[s]:.2f}" for s in STAGES),
         f"    suite share {100 * suite / wall:.0f}% (goal <= 50%), framework (adapter) "
         f"{100 * r['seconds'].get('adapter', 0.0) / wall:.0f}%",
     ]
     lines += [f"    framework error (network skipped): {e}" for e in r["errors"][:3]]
+    lines += ["    failing (not explained by a known discrepancy): " + "\n      ".join(f.splitlines())
+              for f in r["failures"][:3]]
     if target == "jax-jit":
         comp, plain = r["compile_calls"], r["plain_calls"]
         mean_c = sum(comp) / len(comp) if comp else 0.0
