@@ -29,7 +29,11 @@ from results import Record
 PRESERVED = ("matrix",)
 QUANTITY_EQUATIONS = {
     "loss": "Eq. 1", "delta": "Eqs. 5, 14", "dW": "Eqs. 6, 15", "db": "Eqs. 8, 18",
-    "W_step": "Eq. 7", "b_step": "Eq. 7",
+    "W_step": "Eq. 7", "b_step": "Eq. 7", "W_traj": "Eq. 7, K steps", "b_traj": "Eq. 7, K steps",
+    "W_online": "Eq. 7, online steps", "b_online": "Eq. 7, online steps",
+    "jvp_loss": "Eqs. 1-5, forward mode", "jvp_a": "Eqs. 3-4, forward mode",
+    "hvp_W": "R-operator on Eqs. 5, 14, 15", "hvp_b": "R-operator on Eqs. 5, 14, 18",
+    "pe_dW": "Eqs. 6, 15 per example", "pe_db": "Eqs. 8, 18 per example",
 }
 STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;"
          "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}img{max-width:100%}")
