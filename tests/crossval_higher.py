@@ -91,7 +91,7 @@ def per_example_comparisons(case: Case, got, *_unused) -> list[Comparison]:
     for l in range(net.n_layers):
         eqs = ("Eq. 6", "Eq. 8") if l == net.n_layers - 1 else ("Eq. 15", "Eq. 18")
         for i, name in ((0, "dW"), (1, "db")):
-            comps.append(_compare(f"per-example dE/{name[1]} of layer {l + 1} ({eqs[i]} before the batch sum)",
+            comps.append(_compare(f"per-example dE/{name} of layer {l + 1} ({eqs[i]} before the batch sum)",
                                   f"pe_{name}[{l + 1}]", case, got[l][i], want[l][i], strict[l][i], loose[l][i]))
     return comps
 
