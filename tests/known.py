@@ -45,13 +45,20 @@ def _bce_saturated(case) -> bool:
 
 def _softplus_exp_overflows(case) -> bool:
     """A softplus layer asked for the exact function (threshold = inf) whose exp(beta z)
-    overflows the dtype."""
+    -- or its backward's dE/da exp(beta z), formed before the division by 1 + exp(beta z)
+    -- overflows the dtype (torch float32: 86 exp(85) = inf although exp(85) is finite)."""
     limit = np.log(float(np.finfo(np.float64).max if case.dtype == "float64" else 3.0e38))
     if case.dtype == "float16":
         limit = np.log(65504.0)
     trace = reference.forward(case.network, case.params, case.x)
-    for (name, p), z in zip(case.network.activations, trace.z):
-        if name == "softplus" and np.isinf(p["threshold"]) and np.any(p["beta"] * z > limit - 1.0):
+    deltas = reference.deltas(case.network, case.params, case.x, case.t)
+    for (name, p), z, delta in zip(case.network.activations, trace.z, deltas):
+        if name != "softplus" or not np.isinf(p["threshold"]):
+            continue
+        with np.errstate(divide="ignore", over="ignore"):
+            grad_a = np.abs(delta) / reference.activations.sigmoid(p["beta"] * z)  # dE/da = delta / g'(z)
+            log_grad = np.log(np.maximum(grad_a, 1.0))
+        if np.any(p["beta"] * z + log_grad > limit - 1.0):
             return True
     return False
 
