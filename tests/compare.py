@@ -18,6 +18,7 @@ equation, the mismatch statistics, the allowed value and where it came from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from error_model import SAFETY, Precision
@@ -31,6 +32,8 @@ class Mismatch(AssertionError):
 
 @dataclass(frozen=True)
 class Comparison:
+    """One quantity compared; its statistics are computed once (the arrays never change)."""
+
     quantity: str  # e.g. "dE/dW of layer 2, Eq. 15"
     key: str  # short machine name, e.g. "dW[2]"
     dtype: str
@@ -39,13 +42,13 @@ class Comparison:
     allowed: Array  # per entry: SAFETY * strict bound
     allowed_loose: Array  # per entry: SAFETY * absolute-activation bound
 
-    @property
+    @cached_property
     def diff(self) -> Array:
         with np.errstate(invalid="ignore"):
             d = np.abs(self.actual - self.expected)
         return np.where(np.isnan(d), np.inf, d)
 
-    @property
+    @cached_property
     def entry_ratio(self) -> float:
         """Largest |actual - expected| / allowed over the entries (0 where both are 0)."""
         return float(np.max(_ratio(self.diff, self.allowed), initial=0.0))
@@ -55,7 +58,7 @@ class Comparison:
         """Every entry within its absolute-activation allowance."""
         return bool(np.all(self.diff <= self.allowed_loose))
 
-    @property
+    @cached_property
     def tensor_ratio(self) -> float:
         """Largest |actual - expected| over the tensor's largest absolute-activation allowed error."""
         d = self.diff
@@ -63,7 +66,7 @@ class Comparison:
         worst = float(np.max(d, initial=0.0))
         return 0.0 if worst == 0 else (np.inf if top == 0 else worst / top)
 
-    @property
+    @cached_property
     def mismatched_relative(self) -> float:
         """The largest difference among the entries beyond their allowed error, relative
         to the tensor's largest magnitude (so a step W - lr dW whose small result
