@@ -8,7 +8,8 @@ reach.  Neither may change a bound: each is checked here against the plain versi
 from __future__ import annotations
 
 import numpy as np
-from error_model import _GRID, _landmark_spread, both_bounds, error_bounds
+from bounded_arithmetic import _landmark_spread
+from error_model import _GRID, both_bounds, error_bounds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import cases
