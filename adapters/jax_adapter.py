@@ -24,6 +24,7 @@ Public APIs exercised:
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,6 +58,9 @@ _DTYPES = {
     name: np.dtype(getattr(jnp, name)) for name in ("float64", "float32", "float16", "bfloat16")
 }
 _PRECISION = jax.lax.Precision.HIGHEST
+# XLA's runtime error: jax.errors.JaxRuntimeError in current jax, jaxlib's XlaRuntimeError
+# in older releases (0.4.30, the oldest pyproject allows).
+RUNTIME_ERROR: type[Exception] = getattr(jax.errors, "JaxRuntimeError", None) or importlib.import_module("jaxlib.xla_extension").XlaRuntimeError
 
 
 def _softplus(beta: float, threshold: float) -> Callable:
@@ -293,7 +297,7 @@ class JaxTarget:
     def _host_run(self, problem: Problem, device: str, dtype: str, lr: float, steps: int) -> list:
         try:
             return self._run(problem, device, dtype, lr, steps)
-        except jax.errors.JaxRuntimeError as err:
+        except RUNTIME_ERROR as err:
             # Only XLA's "not implemented" means the device cannot run this combination.
             if "UNIMPLEMENTED" not in str(err):
                 raise

@@ -53,7 +53,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from adapters.interface import Params, Problem, Unsupported
-from adapters.jax_adapter import _ACTIVATION_FNS, _DTYPES, _PRECISION, _is_onehot, _loss_terms, _spec_key
+from adapters.jax_adapter import (
+    _ACTIVATION_FNS,
+    _DTYPES,
+    _PRECISION,
+    RUNTIME_ERROR,
+    _is_onehot,
+    _loss_terms,
+    _spec_key,
+)
 
 REPLY_TIMEOUT_S = 300.0  # a first call starts jax and compiles
 MIN_DEVICES = 4
@@ -165,7 +173,7 @@ def _portable(err: Exception) -> Exception:
     """``err`` with the worker's traceback as a note: XLA's "not implemented" as
     Unsupported, anything that does not pickle as a RuntimeError."""
     note = "in the sharding worker:\n" + "".join(traceback.format_exception(err))
-    if isinstance(err, jax.errors.JaxRuntimeError) and "UNIMPLEMENTED" in str(err):
+    if isinstance(err, RUNTIME_ERROR) and "UNIMPLEMENTED" in str(err):
         err = Unsupported(f"an op of the sharded gradient is not implemented: {str(err).splitlines()[0]}")
     try:
         pickle.dumps(err)

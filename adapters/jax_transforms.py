@@ -45,6 +45,7 @@ from adapters.jax_adapter import (
     _ACTIVATION_FNS,
     _DTYPES,
     _PRECISION,
+    RUNTIME_ERROR,
     _device,
     _is_onehot,
     _loss_terms,
@@ -151,7 +152,7 @@ def _counted(fn: Callable, method: str) -> Callable:
 def _unimplemented_is_unsupported(name: str, method: str, dtype: str, device: str) -> Iterator[None]:
     try:
         yield
-    except jax.errors.JaxRuntimeError as err:
+    except RUNTIME_ERROR as err:
         # Only XLA's "not implemented" means the device cannot run this combination.
         if "UNIMPLEMENTED" not in str(err):
             raise

@@ -20,12 +20,22 @@ from adapters import jax_sharded as js
 from adapters.interface import Params, Problem
 
 
+def _shard_map(f, **kw):
+    """``jax.shard_map`` without the replication check; ``jax.experimental.shard_map``
+    (``check_rep``) in releases before it moved (jax 0.4.30)."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(f, check_vma=False, **kw)
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map(f, check_rep=False, **kw)
+
+
 def _shard_map_grads(problem: Problem, dtype: str, shards: int, reduce) -> Params:
     mesh, params, batch = js.sharded_inputs(problem, dtype, shards)
     local = jax.grad(js.loss_of(problem))  # of the device's own rows
-    per_device = jax.shard_map(
+    per_device = _shard_map(
         lambda p, x, t, w: reduce(local(p, x, t, w)), mesh=mesh,
-        in_specs=(PartitionSpec(), *[PartitionSpec("batch")] * 3), out_specs=PartitionSpec(), check_vma=False,
+        in_specs=(PartitionSpec(), *[PartitionSpec("batch")] * 3), out_specs=PartitionSpec(),
     )
     return js.host_params(per_device(params, *batch))
 
