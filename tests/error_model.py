@@ -171,10 +171,22 @@ def _activation(net: reference.Network, layer: int, derivative: bool):
 
 
 def _softmax_bounded(ar: _Arith, z: Bounded) -> Bounded:
-    """softmax_k changes by a_k |dz_k - sum_j a_j dz_j|; exp and the row sum round."""
+    """softmax_k = exp(z_k - lse(z)) moves by at most a_k expm1(e_k + |d lse|), with
+    |d lse| <= sum_j a_j e_j + e_max^2 / 2 (lse's Hessian is at most 1 in the largest
+    direction) and <= e_max; and never by more than 1.  For small errors this is the
+    first-order a_k (e_k + sum_j a_j e_j); it stays a bound when e(z) is O(1) or more
+    (bfloat16 logits of 1e5 carry errors of 1e6, where the first-order form gave 1e-6
+    for a probability that can be anything).  exp and the row sum round."""
     a = softmax(z.v)
     k = z.v.shape[-1]
-    spread = a * (z.e + (a * z.e).sum(axis=-1, keepdims=True))
+    e_max = z.e.max(axis=-1, keepdims=True)
+    d_lse = np.minimum(e_max, (a * z.e).sum(axis=-1, keepdims=True) + 0.5 * e_max**2)
+    reach = z.e + d_lse
+    shifted = z.v - z.v.max(axis=-1, keepdims=True)
+    log_a = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # a may underflow; log a not
+    with np.errstate(over="ignore", invalid="ignore"):
+        far = np.exp(np.minimum(log_a + reach, 0.0))  # a exp(reach) >= a expm1(reach), in the log domain
+        spread = np.minimum(1.0, np.where(reach < 1.0, a * np.expm1(np.minimum(reach, 1.0)), far))
     return Bounded(a, spread + (k + 2) * ACTIVATION_ULPS * ar.p.u * a + ar.p.tiny)
 
 
