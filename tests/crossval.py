@@ -41,15 +41,21 @@ def expected_result(case) -> Result:
 
 
 def compute_or_reject(variant, case, unsupported: list[str], steps: int | None = None, variant_recorder=None):
-    """Run the adapter; a combination it cannot run rejects the example, and the
-    reason is kept so that a test with no supported example becomes a skip."""
+    """Run the adapter's ``compute`` (or ``train`` for ``steps``) through ``run_or_reject``."""
     problem = problem_of(case)
+    on = dict(device=variant.device, dtype=variant.dtype, lr=case.lr)
+    if steps is None:
+        return run_or_reject(lambda: variant.adapter.compute(problem, **on), case, unsupported, variant_recorder)
+    return run_or_reject(lambda: variant.adapter.train(problem, steps=steps, **on), case, unsupported,
+                         variant_recorder, steps)
+
+
+def run_or_reject(call, case, unsupported: list[str], recorder=None, steps: int | None = None):
+    """``call()``; a combination the target cannot run (``Unsupported``) rejects the
+    example, and the reason is kept so that a test with no supported example becomes a
+    skip."""
     try:
-        if steps is None:
-            return variant.adapter.compute(problem, device=variant.device, dtype=variant.dtype, lr=case.lr)
-        return variant.adapter.train(
-            problem, device=variant.device, dtype=variant.dtype, lr=case.lr, steps=steps
-        )
+        return call()
     except Unsupported as exc:
         unsupported.append(str(exc))
         reject()
@@ -57,8 +63,8 @@ def compute_or_reject(variant, case, unsupported: list[str], steps: int | None =
         # A crash is this target's failure unless a known finding with a condition on
         # the case -- at its start or, for a trajectory, at any reference step -- explains
         # it; then it is counted as that finding and the example is drawn again.
-        if variant_recorder is not None and any(
-            variant_recorder.explain_crash(point) is not None for point in _trajectory_points(case, steps)
+        if recorder is not None and any(
+            recorder.explain_crash(point) is not None for point in _trajectory_points(case, steps)
         ):
             reject()
         raise

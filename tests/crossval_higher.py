@@ -19,16 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from compare import Comparison, Mismatch
-from crossval import problem_of, rebuild_expression, run_hypothesis
-from error_model import SAFETY, error_bounds, fits_dtype, round_to
+from crossval import problem_of, rebuild_expression, run_hypothesis, run_or_reject
+from error_model import SAFETY, Bounds, error_bounds, fits_dtype, round_to
 from error_model_higher import hessian_computable, hvp_bounds, per_example_bounds, tangent_bounds
-from hypothesis import Phase, assume, given, reject, seed, settings
+from hypothesis import Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from repro_higher import transform_snippet
 from strategies import Case
 
 import reference
-from adapters.interface import Unsupported, capability
+from adapters.interface import capability
 
 SMOOTH_ACTIVATIONS = tuple(name for name in reference.SECOND_DERIVATIVES)
 
@@ -96,11 +96,12 @@ def per_example_comparisons(case: Case, got, *_unused) -> list[Comparison]:
     return comps
 
 
-def has_second_derivatives(case: Case) -> bool:
+def has_second_derivatives(case: Case, bounds: Bounds) -> bool:
     """Only the smooth softplus (threshold = inf) has g'' everywhere; and the Hessian of a
     loss on probabilities must stay finite in the dtype."""
     smooth = all(p.get("threshold", np.inf) == np.inf for _, p in case.network.activations)
-    return smooth and hessian_computable(case.network, case.params, case.x, case.t, dtype=case.dtype)
+    return smooth and hessian_computable(case.network, case.params, case.x, case.t, dtype=case.dtype,
+                                         first_order=bounds.max_magnitude)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Method:
     arguments: Callable[[Case, int], tuple]
     comparisons: Callable[..., list[Comparison]]
     rebuild: str  # Python that rebuilds the extra arguments, formatted with the tangent seed
-    accepts: Callable[[Case], bool] = lambda case: True
+    accepts: Callable[[Case, Bounds], bool] = lambda case, bounds: True
 
 
 METHODS = {
@@ -126,18 +127,13 @@ METHODS = {
 
 
 def call_method(variant, method: str, case: Case, args: tuple, unsupported: list[str], recorder=None):
-    """The target's ``method`` on the case; Unsupported rejects the example (and becomes a
-    skip naming it if no example runs); a crash a known condition explains rejects too."""
-    try:
-        bound = capability(variant.adapter, method)
-        return bound(problem_of(case), *args, device=variant.device, dtype=variant.dtype)
-    except Unsupported as exc:
-        unsupported.append(str(exc))
-        reject()
-    except Exception:
-        if recorder is not None and recorder.explain_crash(case) is not None:
-            reject()
-        raise
+    """The target's ``method`` on the case, through ``crossval.run_or_reject`` (a target
+    that lacks the method raises Unsupported from ``capability``)."""
+    def call():
+        return capability(variant.adapter, method)(problem_of(case), *args, device=variant.device,
+                                                   dtype=variant.dtype)
+
+    return run_or_reject(call, case, unsupported, recorder)
 
 
 def failure_message(variant, method: Method, case: Case, tangent_seed: int, args: tuple, failing, recorder) -> str:
@@ -165,9 +161,8 @@ def check_method(variant, recorder, run_seed: int, max_examples: int, method_nam
     @seed(run_seed)
     @given(case=strategy, tangent_seed=st.integers(0, 2**32 - 1))
     def check(case, tangent_seed):
-        assume(method.accepts(case))
         strict = error_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
-        assume(fits_dtype(strict, case.dtype))
+        assume(fits_dtype(strict, case.dtype) and method.accepts(case, strict))
         args = method.arguments(case, tangent_seed)
         got = call_method(variant, method.name, case, args, unsupported, recorder)
         failing = recorder.check(variant, case, method.comparisons(case, got, *args))

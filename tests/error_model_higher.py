@@ -233,17 +233,19 @@ def per_example_bounds(net: reference.Network, params, x: Array, t: Array, *, dt
 
 
 def hessian_computable(net: reference.Network, params, x: Array, t: Array, *, dtype: str,
-                       headroom: float = 16.0) -> bool:
+                       headroom: float = 16.0, first_order: float | None = None) -> bool:
     """Whether the Hessian's intermediates stay finite in ``dtype`` (cases where they do
     not are ones the dtype cannot compute, not findings): a loss on probabilities (bce on
     a sigmoid, ce on a softmax) forms t / a^2 and (1 - t) / (1 - a)^2, which overflow
     float16 once a < 2^-8; gelu'' forms z^2, which overflows float16 at |z| = 256; and
-    every second-order term is a product of two first-order intermediates."""
+    every second-order term is a product of two first-order intermediates (the largest
+    of them ``first_order``, ``Bounds.max_magnitude``: computed here unless given)."""
     trace = reference.forward(net, params, x)
     limit = Precision.of(dtype).max / headroom
     # Second-order terms multiply two first-order intermediates (a_i a_j sigma'' in the
     # Gauss-Newton part, a^T R{delta}): 298^2 overflows float16 although 298 does not.
-    first_order = error_bounds(net, params, x, t, dtype=dtype, lr=0.0).max_magnitude
+    if first_order is None:
+        first_order = error_bounds(net, params, x, t, dtype=dtype, lr=0.0).max_magnitude
     if not first_order**2 < limit:
         return False
     for (name, _), z in zip(net.activations, trace.z):  # gelu'' = phi(z) (2 - z^2) forms z^2

@@ -45,10 +45,10 @@ import math
 import numpy as np
 import pytest
 from compare import Comparison, Mismatch
-from crossval import problem_of, rebuild_expression, run_hypothesis
+from crossval import problem_of, rebuild_expression, run_hypothesis, run_or_reject
 from deltacheck_plugin import example_budget
 from error_model import SAFETY, Precision, both_bounds, fits_dtype
-from hypothesis import assume, given, reject, seed, settings
+from hypothesis import assume, given, seed, settings
 from hypothesis import strategies as st
 from strategies import Case, build_case, cases
 
@@ -116,15 +116,10 @@ def failure_message(variant, case: Case, shards: int, failing, recorder) -> str:
 
 
 def _grads_or_reject(method, variant, case: Case, shards: int, unsupported: list[str], recorder):
-    try:
+    def call():
         return method(problem_of(case), device=variant.device, dtype=variant.dtype, shards=shards)
-    except Unsupported as exc:
-        unsupported.append(str(exc))
-        reject()
-    except Exception:
-        if recorder.explain_crash(case) is not None:  # a known finding, e.g. saturated bce
-            reject()
-        raise
+
+    return run_or_reject(call, case, unsupported, recorder)
 
 
 def test_data_parallel_gradients_match_reference(variant, recorder, run_seed, pytestconfig):
