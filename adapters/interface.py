@@ -30,6 +30,7 @@ module, ``TARGETS: dict[str, Adapter]``; see ``load_targets``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -273,3 +274,18 @@ def check_dtype(dtype: str) -> None:
 def layer_shapes(sizes: Sequence[int]) -> list[tuple[tuple[int, int], tuple[int]]]:
     """The ``(W.shape, b.shape)`` of each layer for ``sizes``."""
     return [((n_in, n_out), (n_out,)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+
+
+def picklable(problem: Problem) -> Problem:
+    """``problem`` with plain-dict activation parameters, for another process (a
+    mappingproxy does not pickle)."""
+    acts = tuple(dataclasses.replace(a, params=dict(a.params)) for a in problem.network.activations)
+    return dataclasses.replace(problem, network=dataclasses.replace(problem.network, activations=acts))
+
+
+def check_shards(shards: object, unit: str) -> int:
+    """``shards`` as an int, or ValueError unless it is a positive integer (``unit``
+    names what a shard is: ranks, devices)."""
+    if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
+        raise ValueError(f"shards must be a positive integer (the number of {unit}), got {shards!r}")
+    return int(shards)

@@ -37,7 +37,6 @@ Array.sharding.is_fully_replicated, jax.errors.JaxRuntimeError.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import math
 import multiprocessing as mp
 import os
@@ -52,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from adapters.interface import Params, Problem, Unsupported
+from adapters.interface import Params, Problem, Unsupported, check_shards, picklable
 from adapters.jax_adapter import (
     _ACTIVATION_FNS,
     _DTYPES,
@@ -241,16 +240,10 @@ def on_devices(fn: WorkerFn, problem: Problem, dtype: str, shards: int, jit: boo
         if not _WORKER:
             _WORKER.append(_Worker(max(shards, MIN_DEVICES)))
         try:
-            return _WORKER[0].run(fn, _picklable(problem), dtype, shards, jit)
+            return _WORKER[0].run(fn, picklable(problem), dtype, shards, jit)
         except (TimeoutError, WorkerGone, OSError):
             _WORKER.pop().close()
             raise
-
-
-def _picklable(problem: Problem) -> Problem:
-    """The problem with plain-dict activation parameters (a mappingproxy does not pickle)."""
-    acts = tuple(dataclasses.replace(a, params=dict(a.params)) for a in problem.network.activations)
-    return dataclasses.replace(problem, network=dataclasses.replace(problem.network, activations=acts))
 
 
 @atexit.register
@@ -263,12 +256,11 @@ def _close_worker() -> None:
 def data_parallel_grads(target: str, problem: Problem, *, device: str, platform: str, dtype: str,
                         shards: int, jit: bool) -> Params:
     """dE of the whole batch, sharded over ``shards`` host CPU devices of the worker."""
-    if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
-        raise ValueError(f"shards must be a positive integer (the number of devices), got {shards!r}")
+    shards = check_shards(shards, "devices")
     if platform != "cpu":
         raise Unsupported(f"target {target!r}: data-parallel gradients shard over host CPU devices; "
                           f"device {device!r} ({platform}) would need one per shard (dtype {dtype!r})")
     try:
-        return on_devices(sharded_grads, problem, dtype, int(shards), jit)
+        return on_devices(sharded_grads, problem, dtype, shards, jit)
     except Unsupported as err:
         raise Unsupported(f"target {target!r}: {err} (dtype {dtype!r}, device {device!r})") from err

@@ -61,7 +61,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from adapters import interface as api
-from adapters.interface import NetworkSpec, Params, Problem
+from adapters.interface import NetworkSpec, Params, Problem, check_shards, picklable
 from adapters.torch_adapter import (
     _DTYPES,
     _data,
@@ -273,18 +273,12 @@ def on_ranks(fn: RankFn, problem: Problem, dtype: str, shards: int) -> list[Para
     with _LOCK:
         try:
             pool = _POOLS.get(shards) or _POOLS.setdefault(shards, _Pool(shards))
-            return pool.run(fn, _picklable(problem), dtype)
+            return pool.run(fn, picklable(problem), dtype)
         except BaseException:
             stale = _POOLS.pop(shards, None)
             if stale is not None:
                 stale.close()
             raise
-
-
-def _picklable(problem: Problem) -> Problem:
-    """The problem with plain-dict activation parameters (a mappingproxy does not pickle)."""
-    acts = tuple(dataclasses.replace(a, params=dict(a.params)) for a in problem.network.activations)
-    return dataclasses.replace(problem, network=dataclasses.replace(problem.network, activations=acts))
 
 
 @atexit.register
@@ -298,12 +292,11 @@ def data_parallel_grads(target: str, fn: RankFn, problem: Problem, *, device: st
                         shards: int) -> Params:
     """dE of the whole batch from ``shards`` gloo ranks running ``fn`` (``ddp_rank`` or
     ``func_rank``): rank 0's all-reduced gradient."""
-    if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
-        raise ValueError(f"shards must be a positive integer (the number of ranks), got {shards!r}")
+    shards = check_shards(shards, "ranks")
     if not (dist.is_available() and dist.is_gloo_available()):
         raise api.Unsupported(f"{target}: this torch build has no torch.distributed gloo backend "
                               f"(dtype {dtype}, device {device})")
     if device != "cpu":
         raise api.Unsupported(f"{target}: data-parallel gradients run on gloo ranks on the CPU; device "
                               f"{device!r} would need one accelerator per rank (dtype {dtype})")
-    return on_ranks(fn, problem, dtype, int(shards))[0]
+    return on_ranks(fn, problem, dtype, shards)[0]
