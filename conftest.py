@@ -13,5 +13,8 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 # XLA reads flags up to the first token without "--" and ignores the rest silently, so
 # only real XLA flags go here (intra_op_parallelism_threads is a TensorFlow option).
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+# jax takes 75% of a GPU's memory at start by default; pytest-xdist workers share the card,
+# so each allocates as it goes instead.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 pytest_plugins = ("deltacheck_plugin", "report_plugin")

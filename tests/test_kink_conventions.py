@@ -3,7 +3,8 @@
 At a kink the derivative is a convention, not a fact; frameworks differ, and a
 release can change theirs.  For each target and kink the test runs the adapter on a
 one-weight network (W = 1, b = 0, x = the kink, sse with t = g(kink) - 1), whose
-output delta is exactly g'(kink), and compares it with the table below: the
+output delta is g'(kink) (a - t), divides it by the framework's own a - t = sqrt(2 E), and
+compares the quotient with the table below: the
 reference's own convention (``reference.ACTIVATIONS[name].kink_convention``) unless
 the framework is listed with another value.  README's kink table is this data.
 """
@@ -69,7 +70,10 @@ def measured_derivative(variant, name: str, params: dict, kink: float, dtype: st
     spec = NetworkSpec((1, 1), (Activation(name, params),), "sse", "sum")
     problem = Problem(spec, [(np.ones((1, 1)), np.zeros(1))], np.array([[kink]]), np.array([[g - 1.0]]))
     result = variant.adapter.compute(problem, device=variant.device, dtype=dtype, lr=0.1)
-    return float(result.deltas[0][0, 0])
+    # delta = g'(kink) (a - t) with a - t = 1 up to the framework's error in g(kink), which
+    # is not the convention's business (torch's CUDA hardswish errs by 3e-8 in float64):
+    # divide by the framework's own a - t, recovered from its loss E = (a - t)^2 / 2.
+    return float(result.deltas[0][0, 0]) / math.sqrt(2.0 * result.loss)
 
 
 @pytest.mark.parametrize("dtype", KINK_DTYPES)
