@@ -275,9 +275,26 @@ class _TorchTarget:
             a = self._activate(zs[-1], act)
         return zs, _loss(net, a, t, labels)
 
+    def _reused(self, params: Params, on: dict[str, Any], lr: float) -> tuple[list[torch.nn.Linear], Any]:
+        """The nn.Linear stack and its SGD for these shapes, made once and refilled: a
+        suite checks many networks of one architecture in a row (as a training loop
+        keeps its modules), and building modules costs more than the gradient."""
+        key = (tuple(w.shape for w, _ in params), on["dtype"], on["device"])
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[0] != key:
+            layers = self._model(params, on)
+            self._cache = cached = (key, layers, torch.optim.SGD(torch.nn.ModuleList(layers).parameters(), lr=lr))
+        _, layers, optimizer = cached
+        with torch.no_grad():
+            for layer, (w, b) in zip(layers, params):
+                layer.weight.copy_(torch.from_numpy(w.T))
+                layer.bias.copy_(torch.from_numpy(b))
+        optimizer.zero_grad(set_to_none=True)
+        optimizer.param_groups[0]["lr"] = lr
+        return layers, optimizer
+
     def _compute(self, problem: Problem, on: dict[str, Any], lr: float) -> Result:
-        layers = self._model(problem.params, on)
-        optimizer = torch.optim.SGD(torch.nn.ModuleList(layers).parameters(), lr=lr)
+        layers, optimizer = self._reused(problem.params, on, lr)
         zs, loss = self._forward(layers, problem.network, _data(problem, on), True)
         loss.backward()
         grads = _numpy_params((lin.weight.grad, lin.bias.grad) for lin in layers)

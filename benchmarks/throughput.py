@@ -4,10 +4,11 @@
     python benchmarks/throughput.py --targets torch --dtypes float64 --profile 300
 
 Hypothesis drives the cases exactly as the suite's ``check_quantities`` does
-(``@given(drawn=case_sets(dtype=..., networks=8))`` under ``@settings(max_examples=N)``:
-each example one architecture and 1-8 networks of it, the ``ci`` strategy restricted to
-small networks: widths <= 32, batch <= 16, depth 1-6; ``--networks 1`` draws one case
-per example, as ``cases`` does), and for each network the body runs the suite's
+(``@given(drawn=case_sets(dtype=..., networks=K))`` under ``@settings(max_examples=N)``:
+each example one architecture and 1-K networks of it, K as the suite uses for the target
+(``crossval.networks_per_example``: 16, or 64 for jax and jax-jit) unless ``--networks``
+says otherwise, the ``ci`` strategy restricted to small networks: widths <= 32, batch
+<= 16, depth 1-6; ``--networks 1`` draws one case per example, as ``cases`` does), and for each network the body runs the suite's
 stages with a clock around each: the error model
 (``both_bounds`` and ``fits_dtype``), the adapter (``compute``), the reference
 (``expected_result``), the comparison (``comparisons`` and every verdict) and the
@@ -27,7 +28,7 @@ from hypothesis import assume, given, seed, settings
 from hypothesis.errors import UnsatisfiedAssumption
 
 from compare import comparisons
-from crossval import compute_or_reject, expected_result
+from crossval import compute_or_reject, expected_result, networks_per_example
 from error_model import both_bounds, fits_dtype
 from strategies import case_sets
 
@@ -190,27 +191,32 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--width", type=int, default=32, help="largest layer width (default 32)")
     parser.add_argument("--batch", type=int, default=16, help="largest batch (default 16)")
-    parser.add_argument("--networks", type=int, default=8, help="most networks per hypothesis example (default 8)")
+    parser.add_argument("--networks", type=int, help="most networks per hypothesis example (default: the suite's for the target)")
     parser.add_argument("--profile", type=int, metavar="N", help="profile N examples of the first target and dtype")
     args = parser.parse_args()
     targets = common.split(args.targets, common.TARGETS, "--targets")
     dtypes = common.split(args.dtypes, common.DTYPES, "--dtypes") if args.dtypes else ("float64", "float32")
     print(common.machine())
+    def networks(target: str) -> int:
+        return args.networks or networks_per_example(target)
+
     print(f"strategy: case_sets(dtype=..., width=(1, {args.width}), batch=(1, {args.batch}), "
-          f"networks={args.networks}), depth 1-6; seed {args.seed}")
+          f"networks={args.networks or 'per target, as the suite'}), depth 1-6; seed {args.seed}")
     if args.profile:
-        profile(targets[0], dtypes[0], strategy_of(dtypes[0], args.width, args.batch, args.networks), args.profile, args.seed)
+        k = networks(targets[0])
+        profile(targets[0], dtypes[0], strategy_of(dtypes[0], args.width, args.batch, k), args.profile, args.seed)
         return
     for dtype in dtypes:
-        gen, per = generation_only(dtype, strategy_of(dtype, args.width, args.batch, args.networks), 200, args.seed)
-        print(f"hypothesis alone (empty body, 200 examples, {dtype}): {1e3 * gen:.2f} ms per example, "
-              f"{per:.2f} networks per example [{common.load()}]")
+        for k in sorted({networks(t) for t in targets}):
+            gen, per = generation_only(dtype, strategy_of(dtype, args.width, args.batch, k), 200, args.seed)
+            print(f"hypothesis alone (empty body, 200 examples, {dtype}, networks={k}): {1e3 * gen:.2f} ms per "
+                  f"example, {per:.2f} networks per example [{common.load()}]")
     for target in targets:
         for dtype in dtypes:
-            strategy = strategy_of(dtype, args.width, args.batch, args.networks)
+            strategy = strategy_of(dtype, args.width, args.batch, networks(target))
             r = measure(target, dtype, args.seconds, args.seed, strategy)
+            print(f"[{target}: up to {networks(target)} networks per example]")
             print("\n".join(report(target, dtype, r)), flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -175,4 +175,32 @@ def comparisons(case, result, expected, bounds, loose) -> list[Comparison]:
             make("W_step", l, result.stepped[l][0], expected.stepped[l][0]),
             make("b_step", l, result.stepped[l][1], expected.stepped[l][1]),
         ]
-    return out
+    return with_ratios(out)
+
+
+def with_ratios(comps: list[Comparison]) -> list[Comparison]:
+    """Fill every comparison's ``entry_ratio`` and ``tensor_ratio`` at once, on the
+    entries of all of them laid end to end: the same per-entry arithmetic as the
+    properties (equal bit for bit), in a dozen NumPy calls instead of a dozen per
+    quantity.  Quantities with no entries keep the lazy properties."""
+    if not comps or any(c.actual.size == 0 for c in comps):
+        return comps
+    sizes = [c.actual.size for c in comps]
+    starts = np.cumsum([0] + sizes[:-1])
+    actual = np.concatenate([c.actual.ravel() for c in comps])
+    expected = np.concatenate([c.expected.ravel() for c in comps])
+    allowed = np.concatenate([c.allowed.ravel() for c in comps])
+    loose = np.concatenate([c.allowed_loose.ravel() for c in comps])
+    with np.errstate(invalid="ignore"):
+        d = np.abs(actual - expected)
+    d = np.where(np.isnan(d), np.inf, d)
+    entry = np.maximum(np.maximum.reduceat(_ratio(d, allowed), starts), 0.0)
+    worst = np.maximum(np.maximum.reduceat(d, starts), 0.0)
+    top = np.maximum(np.maximum.reduceat(loose, starts), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tensor = np.where(worst == 0, 0.0, np.where(top == 0, np.inf, worst / top))
+    for c, e, t in zip(comps, entry.tolist(), tensor.tolist()):
+        # cached_property stores in the instance dict; so do we (the dataclass is frozen).
+        c.__dict__["entry_ratio"] = e
+        c.__dict__["tensor_ratio"] = t
+    return comps

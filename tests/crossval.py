@@ -118,20 +118,28 @@ def failure_message(variant, case, failing, recorder) -> str:
     return "\n".join(parts)
 
 
-# Networks per hypothesis example: one architecture draw (and, under jax.jit, one
-# compile) serves up to this many networks, each with its own seed (see
-# ``strategies.case_sets``); a failure shrinks to the single failing network.
-NETWORKS_PER_EXAMPLE = 8
+# Networks per hypothesis example: one architecture draw serves up to this many
+# networks, each filled from its own seed (``strategies.case_sets``); a failure shrinks to
+# the single failing network.  Where a new shape costs the framework far more than a
+# network -- jax.jit compiles a program (0.4-0.5 s), un-jitted jax each primitive, per
+# shape -- a set is larger: the compile is paid once for up to 64 networks (about 38
+# on average; benchmarks/RESULTS.md section 1 has the rates).
+NETWORKS_PER_EXAMPLE = {"jax": 64, "jax-jit": 64}
+DEFAULT_NETWORKS_PER_EXAMPLE = 16
+
+
+def networks_per_example(target: str) -> int:
+    return NETWORKS_PER_EXAMPLE.get(target, DEFAULT_NETWORKS_PER_EXAMPLE)
 
 
 def check_quantities(variant, recorder, run_seed: int, max_examples: int, strategy: st.SearchStrategy | None = None) -> None:
     """Hypothesis search over cases: loss, deltas, dW, db and the step of ``variant``
     against the reference; raises ``Mismatch`` (after shrinking) on a disagreement.
     ``strategy`` draws a case or a tuple of cases (default: ``case_sets`` of up to
-    ``NETWORKS_PER_EXAMPLE`` networks)."""
+    ``networks_per_example(target)`` networks)."""
     unsupported: list[str] = []
     if strategy is None:
-        strategy = case_sets(dtype=variant.dtype, networks=NETWORKS_PER_EXAMPLE)
+        strategy = case_sets(dtype=variant.dtype, networks=networks_per_example(variant.target))
 
     @settings(max_examples=max_examples)
     @seed(run_seed)

@@ -3,9 +3,11 @@ that names the quantity, the mismatch statistics and the allowed error's origin.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from compare import Comparison, comparisons, quantity_name
+from compare import Comparison, comparisons, quantity_name, with_ratios
 from crossval import expected_result
 from error_model import SAFETY, Precision, both_bounds
 from strategies import build_case
@@ -113,3 +115,25 @@ def test_the_reference_against_itself_passes_every_quantity_of_the_derivation() 
     ]
     assert all(c.entry_ratio == 0.0 and c.verdict == "ok" for c in comps)
     assert all(np.all(c.allowed > 0) and np.all(c.allowed_loose >= c.allowed) for c in comps[1:])
+
+
+def test_ratios_filled_at_once_equal_the_properties_bit_for_bit() -> None:
+    # with_ratios lays every quantity's entries end to end; the verdicts must not change,
+    # NaN, inf, zero allowances and exact agreement included.
+    rng = np.random.default_rng(3)
+
+    def fresh(seed_arrays):
+        return [Comparison(f"q{i}", f"dW[{i}]", "float32", a, e, al, lo) for i, (a, e, al, lo) in enumerate(seed_arrays)]
+
+    arrays = []
+    for shape in [(), (1,), (3, 2), (5,), (2, 2)] * 6:
+        e = rng.standard_normal(shape)
+        a = e + rng.choice([0.0, 1e-9, 1e-3, np.nan, np.inf], size=shape)
+        al = np.abs(rng.standard_normal(shape)) * rng.choice([0.0, 1e-8, 1.0], size=shape)
+        lo = al * rng.choice([1.0, 10.0, np.inf], size=shape)
+        arrays.append((np.asarray(a, np.float64), np.asarray(e, np.float64), np.asarray(al, np.float64), np.asarray(lo, np.float64)))
+    lazy, bulk = fresh(arrays), with_ratios(fresh(arrays))
+    for one, other in zip(lazy, bulk):
+        for name in ("entry_ratio", "tensor_ratio"):
+            got, want = getattr(other, name), getattr(one, name)
+            assert (math.isnan(got) and math.isnan(want)) or got == want, (name, got, want)
