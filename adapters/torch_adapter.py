@@ -140,6 +140,22 @@ def _unsupported(target: str, dtype: str, device: str) -> Iterator[None]:
         ) from err
 
 
+def _check_probabilities(a: torch.Tensor) -> None:
+    """binary_cross_entropy's input range, checked on the host off the CPU.  The CPU
+    kernel raises this error for an input outside [0, 1] (NaN included); the CUDA kernel
+    stops on a device-side assert instead, which leaves the CUDA context unusable for
+    every later call in the process.  Under torch.func.vmap a tensor has no single truth
+    value: there the check is left to the kernel."""
+    if a.device.type == "cpu":
+        return
+    try:
+        inside = bool(((a >= 0) & (a <= 1)).all())
+    except RuntimeError:  # vmap: data-dependent control flow
+        return
+    if not inside:
+        raise RuntimeError(f"all elements of input should be between 0 and 1 (on {a.device}, checked before the kernel)")
+
+
 def _loss(net: NetworkSpec, a: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     mean = net.reduction == "mean"
     if net.loss == "sse":
@@ -148,6 +164,7 @@ def _loss(net: NetworkSpec, a: torch.Tensor, t: torch.Tensor, labels: torch.Tens
     if net.loss == "mse":
         return F.mse_loss(a, t, reduction=net.reduction)
     if net.loss == "bce":
+        _check_probabilities(a)
         return F.binary_cross_entropy(a, t, reduction=net.reduction)
     if net.loss == "bce_logits":
         return F.binary_cross_entropy_with_logits(a, t, reduction=net.reduction)

@@ -137,3 +137,24 @@ def test_ratios_filled_at_once_equal_the_properties_bit_for_bit() -> None:
         for name in ("entry_ratio", "tensor_ratio"):
             got, want = getattr(other, name), getattr(one, name)
             assert (math.isnan(got) and math.isnan(want)) or got == want, (name, got, want)
+
+
+def test_a_step_that_cancels_is_measured_against_its_terms() -> None:
+    # W - lr dW = -0.0594 - (-0.0597) = 2.9e-4: an error of 3e-8 relative to lr dW is 6e-6
+    # of the result, but 1.5e-8 of |W| + lr |dW|, the size the step is formed from.
+    expected, error = np.array([[2.9e-4]]), 1.8e-9
+    args = ("W after one step of layer 1, Eq. 7", "W_step[1]", "float64", expected + error, expected,
+            np.array([[1e-16]]), np.array([[1e-16]]))
+    assert Comparison(*args).mismatched_relative == pytest.approx(error / 2.9e-4)
+    assert Comparison(*args, np.array([[0.0594 + 0.0597]])).mismatched_relative == pytest.approx(error / 0.1191)
+
+
+def test_comparisons_give_each_step_its_terms_as_scale() -> None:
+    net = reference.Network((2, 3), ("tanh",), loss="sse", reduction="sum")
+    case = build_case(net, batch=2, dtype="float64", lr=0.1, seed=4, scales=(1.0, 1.0))
+    expected = expected_result(case)
+    bounds, loose = both_bounds(case.network, case.params, case.x, case.t, dtype="float64", lr=0.1)
+    comps = {c.key: c for c in comparisons(case, expected, expected, bounds, loose)}
+    W, dW = case.params[0][0], expected.grads[0][0]
+    assert np.array_equal(comps["W_step[1]"].scale, np.abs(W) + 0.1 * np.abs(dW))
+    assert comps["dW[1]"].scale is None
