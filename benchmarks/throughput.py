@@ -10,7 +10,7 @@ each example one architecture and 1-K networks of it, K as the suite uses for th
 says otherwise, the ``ci`` strategy restricted to small networks: widths <= 32, batch
 <= 16, depth 1-6; ``--networks 1`` draws one case per example, as ``cases`` does), and for each network the body runs the suite's
 stages with a clock around each: the error model
-(``both_bounds`` and ``fits_dtype``), the adapter (``compute``), the reference
+(``set_bounds`` of the example's networks, and ``fits_dtype`` of each), the adapter (``compute``), the reference
 (``expected_result``), the comparison (``comparisons`` and every verdict) and the
 reporting (``Recorder.check``).  Generation is what is left of the wall time: drawing
 the case and hypothesis' own engine.  A short pilot run estimates the rate, so each
@@ -29,7 +29,7 @@ from hypothesis.errors import UnsatisfiedAssumption
 
 from compare import comparisons
 from crossval import compute_or_reject, expected_result, networks_per_example
-from error_model import both_bounds, fits_dtype
+from error_model import fits_dtype, set_bounds
 from strategies import case_sets
 
 SUITE_STAGES = ("generation", "error model", "reference", "comparison", "reporting")
@@ -48,13 +48,12 @@ def run(v, strategy, n: int, run_seed: int) -> dict:
     @given(drawn=strategy)
     def body(drawn):
         stats["examples"] += 1
-        checked = sum([one(case) for case in drawn])
+        checked = sum([one(case, b) for case, b in zip(drawn, clock.timed("error model", set_bounds, drawn))])
         assume(checked)
 
-    def one(case) -> bool:
+    def one(case, both) -> bool:
         stats["drawn"] += 1
-        bounds, loose = clock.timed("error model", both_bounds, case.network, case.params, case.x, case.t,
-                                    dtype=case.dtype, lr=case.lr)
+        bounds, loose = both
         if not clock.timed("error model", fits_dtype, bounds, case.dtype):
             return False
         before = jax_stats()

@@ -80,7 +80,8 @@ class _Arith:
         """a @ W (+ b): n = accumulation length of each entry; ``eW``/``eb`` are errors
         the parameters themselves carry (a trajectory's earlier steps), else 0."""
         absW = np.abs(W)
-        n = W.shape[0] + (b is not None)
+        n = W.shape[-2] + (b is not None)
+        b = None if b is None else b[..., None, :]  # (out,) or, for a stack of networks, (S, 1, out)
         mag = np.abs(a.v) @ absW + (0.0 if b is None else np.abs(b))
         v = a.v @ W + (0.0 if b is None else b)
         e = a.e @ absW + n * self.p.u * mag + n * self.p.tiny
@@ -92,16 +93,17 @@ class _Arith:
 
     def outer_sum(self, a: Bounded, d: Bounded) -> Bounded:
         """a.T @ d, both carrying errors: the weight gradient of Eqs. 6 and 15."""
-        n = a.v.shape[0]
-        mag = np.abs(a.v).T @ np.abs(d.v)
+        n = a.v.shape[-2]
+        abs_aT = np.swapaxes(np.abs(a.v), -1, -2)
+        mag = abs_aT @ np.abs(d.v)
         ae = np.swapaxes(a.e, -1, -2)
-        e = np.abs(a.v).T @ d.e + ae @ np.abs(d.v) + ae @ d.e
-        return Bounded(a.v.T @ d.v, e + n * self.p.u * mag + n * self.p.tiny)
+        e = abs_aT @ d.e + ae @ np.abs(d.v) + ae @ d.e
+        return Bounded(np.swapaxes(a.v, -1, -2) @ d.v, e + n * self.p.u * mag + n * self.p.tiny)
 
     def column_sum(self, d: Bounded) -> Bounded:
-        n = d.v.shape[0]
-        mag = np.abs(d.v).sum(axis=0)
-        return Bounded(d.v.sum(axis=0), d.e.sum(axis=-2) + n * self.p.u * mag + n * self.p.tiny)
+        n = d.v.shape[-2]
+        mag = np.abs(d.v).sum(axis=-2)
+        return Bounded(d.v.sum(axis=-2), d.e.sum(axis=-2) + n * self.p.u * mag + n * self.p.tiny)
 
     def mul(self, x: Bounded, y: Bounded) -> Bounded:
         v = x.v * y.v

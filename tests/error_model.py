@@ -211,13 +211,23 @@ def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr) -> tupl
 
 
 def _sum_all(ar: _Arith, terms: Bounded, scale: float):
-    """The bound of the sum of all terms times ``scale``: a float (both models: a pair)."""
-    n = terms.v.size
-    mag = n * ar.p.u * np.abs(terms.v).sum()
-    rounding = ar.p.u * abs(scale * terms.v.sum())
-    sums = [e.sum() for e in terms.e] if ar.both else [terms.e.sum()]
-    bounds = tuple(float(abs(scale) * (e + mag + n * ar.p.tiny) + rounding) for e in sums)
+    """The bound of the sum of all (batch, n_out) terms times ``scale``: a float (both
+    models: a pair); for a stack of networks, an array of one per network."""
+    n = terms.v.shape[-2] * terms.v.shape[-1]
+    mag = n * ar.p.u * _network_sum(np.abs(terms.v))
+    rounding = ar.p.u * np.abs(scale * _network_sum(terms.v))
+    sums = [_network_sum(e) for e in terms.e] if ar.both else [_network_sum(terms.e)]
+    bounds = tuple(_scalar(abs(scale) * (e + mag + n * ar.p.tiny) + rounding) for e in sums)
     return bounds if ar.both else bounds[0]
+
+
+def _network_sum(x: Array) -> Array:
+    """The sum over a network's (batch, n_out) entries: one per network of a stack."""
+    return x.reshape(*x.shape[:-2], -1).sum(axis=-1)
+
+
+def _scalar(x: Array) -> float | Array:
+    return float(x) if np.ndim(x) == 0 else x
 
 
 def _weighted(weight: Array, e: Array) -> Array:
@@ -227,7 +237,7 @@ def _weighted(weight: Array, e: Array) -> Array:
 
 
 def _loss_bound(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: Array) -> float:
-    scale = ref_losses.reduction_scale(net, t.shape[0])
+    scale = ref_losses.reduction_scale(net, t.shape[-2])
     T = ar.exact(t)
     if net.loss in ("sse", "mse"):
         d = ar.sub(a, T)
@@ -280,7 +290,7 @@ def _underflow_floor(ar: _Arith, z: Bounded) -> Array:
 
 
 def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: Array) -> Bounded:
-    scale = ref_losses.reduction_scale(net, t.shape[0])
+    scale = ref_losses.reduction_scale(net, t.shape[-2])
     T = ar.exact(t)
     if ref_losses.has_fused_delta(net):
         if net.loss in ("bce", "bce_logits"):
@@ -308,7 +318,7 @@ def _deltas(ar: _Arith, net: reference.Network, params, zs: list[Bounded], acts:
     ds = [_output_delta(ar, net, zs[-1], acts[-1], t)]
     for layer in range(net.n_layers - 2, -1, -1):
         eW_next = perr[layer + 1][0]
-        back = ar.affine(ds[-1], params[layer + 1][0].T, eW=None if eW_next is None else eW_next.T)
+        back = ar.affine(ds[-1], np.swapaxes(params[layer + 1][0], -1, -2), eW=None if eW_next is None else eW_next.T)
         d = ar.mul(_derivative(ar, net, layer, zs[layer]), back)
         ds.append(Bounded(d.v, d.e + _underflow_floor(ar, zs[layer])))
     return ds[::-1]
@@ -326,13 +336,15 @@ def error_bounds(
 
 
 def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: float, param_errors) -> list[Bounds]:
-    """``error_bounds`` under ``ar``'s model, or under both models (``ar.both``)."""
+    """``error_bounds`` under ``ar``'s model, or under both models (``ar.both``).  The
+    arrays may carry a leading axis of networks (``set_bounds``): every operation acts
+    on a network's trailing axes, and the reductions below go per network."""
     params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
     perr = param_errors or [(None, None)] * len(params)
     zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64), perr)
     t = np.asarray(t, np.float64)
     loss_e = _loss_bound(ar, net, zs[-1], acts[-1], t)
-    unreduced = float(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)).sum())
+    unreduced = _network_sum(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)))
     ds = _deltas(ar, net, params, zs, acts, t, perr)
     dW = [ar.outer_sum(a_in, d) for a_in, d in zip(ins, ds)]
     db = [ar.column_sum(d) for d in ds]
@@ -342,12 +354,36 @@ def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: 
     if param_errors is not None:  # the parameters' own errors carry into the step
         stepped_W = [s + e for s, (e, _) in zip(stepped_W, param_errors)]
         stepped_b = [s + e for s, (_, e) in zip(stepped_b, param_errors)]
+    stack = x.shape[:-2]  # () for one network, (S,) for a stack
     values = [q.v for q in (*zs, *acts, *ds, *dW, *db)]
-    magnitude = max(unreduced, *(float(np.max(np.abs(v), initial=0.0)) for v in values))
+    magnitude = functools.reduce(np.maximum, (np.max(np.abs(v).reshape(*stack, -1), axis=-1, initial=0.0) for v in values),
+                                 unreduced)
+    magnitude = _scalar(magnitude)
     errors = (loss_e, [d.e for d in ds], [g.e for g in dW], [g.e for g in db], stepped_W, stepped_b)
     if not ar.both:
         return [Bounds(*errors, magnitude)]
     return [Bounds(errors[0][i], *([e[i] for e in es] for es in errors[1:]), magnitude) for i in (0, 1)]
+
+
+def set_bounds(cases) -> list[tuple[Bounds, Bounds]]:
+    """``both_bounds`` of every case of a set -- one network architecture, batch, dtype
+    and learning rate, as ``strategies.case_sets`` draws -- in one pass over the cases
+    stacked on a leading axis: each NumPy call does the work of the whole set, which
+    for the small arrays of a case costs about what one case's call does."""
+    first = cases[0]
+    net, dtype, lr = first.network, first.dtype, first.lr
+    if any((c.network, c.dtype, c.lr, c.x.shape) != (net, dtype, lr, first.x.shape) for c in cases):
+        raise ValueError("set_bounds takes cases of one network, batch, dtype and learning rate")
+    params = [(np.stack([c.params[l][0] for c in cases]), np.stack([c.params[l][1] for c in cases]))
+              for l in range(net.n_layers)]
+    x, t = np.stack([c.x for c in cases]), np.stack([c.t for c in cases])
+    strict, loose = _bounds(_Arith(Precision.of(dtype), both=True), net, params, x, t, lr, None)
+    return [(_network(strict, i), _network(loose, i)) for i in range(len(cases))]
+
+
+def _network(stacked: Bounds, i: int) -> Bounds:
+    return Bounds(float(stacked.loss[i]), *([a[i] for a in arrays] for arrays in (
+        stacked.deltas, stacked.dW, stacked.db, stacked.stepped_W, stacked.stepped_b)), float(stacked.max_magnitude[i]))
 
 
 def fits_dtype(bounds: Bounds, dtype: str, headroom: float = 16.0) -> bool:

@@ -1,19 +1,22 @@
 """The error model's shortcuts give the bounds of its plain formulas, bit for bit.
 
-``both_bounds`` runs the strict and the absolute-activation model in one pass, and
+``both_bounds`` runs the strict and the absolute-activation model in one pass,
+``set_bounds`` runs the networks of a set stacked on a leading axis, and
 ``_Arith.apply`` looks at landmarks only for entries whose nearest landmark is within
-reach.  Neither may change a bound: each is checked here against the plain version.
+reach.  None may change a bound: each is checked here against the plain version.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from bounded_arithmetic import _landmark_spread
-from error_model import _GRID, both_bounds, error_bounds
+from error_model import _GRID, both_bounds, error_bounds, set_bounds
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import cases
+from strategies import build_case, case_sets, cases
 
+import reference
 from reference.activations import ACTIVATIONS
 
 
@@ -34,6 +37,29 @@ def test_both_bounds_in_one_pass_equal_the_two_separate_passes(case):
         for key in ("deltas", "dW", "db", "stepped_W", "stepped_b"):
             for got, want in zip(getattr(one, key), getattr(other, key), strict=True):
                 assert _identical(got, want), key
+
+
+@settings(max_examples=40, deadline=None)
+@given(drawn=st.sampled_from(("float64", "float32", "float16", "bfloat16")).flatmap(
+    lambda d: case_sets(dtype=d, networks=6, width=(1, 12), batch=(1, 6))))
+def test_a_set_stacked_gives_each_networks_own_bounds(drawn):
+    with np.errstate(all="ignore"):
+        stacked = set_bounds(drawn)
+        alone = [both_bounds(c.network, c.params, c.x, c.t, dtype=c.dtype, lr=c.lr) for c in drawn]
+    for pair, other_pair in zip(stacked, alone, strict=True):
+        for one, other in zip(pair, other_pair):
+            assert _identical(one.loss, other.loss) and _identical(one.max_magnitude, other.max_magnitude)
+            for key in ("deltas", "dW", "db", "stepped_W", "stepped_b"):
+                for got, want in zip(getattr(one, key), getattr(other, key), strict=True):
+                    assert _identical(got, want), key
+
+
+def test_a_set_of_different_networks_is_refused():
+    net = reference.Network((2, 3), ("tanh",), loss="sse", reduction="sum")
+    a = build_case(net, batch=2, dtype="float32", lr=0.1, seed=1, scales=(1.0, 1.0))
+    b = build_case(net, batch=3, dtype="float32", lr=0.1, seed=2, scales=(1.0, 1.0))
+    with pytest.raises(ValueError, match="one network, batch, dtype and learning rate"):
+        set_bounds((a, b))
 
 
 def _dense_spread(f, z, v, reach, landmarks, spread):
