@@ -4,9 +4,10 @@
 
 The bug: tanh'(z) multiplied by (1 + eps) where z > 0.5 (``injected.InjectedTorch``, the
 real torch target otherwise).  For each dtype, bisection over log10(eps) finds the
-smallest eps that the ``ci`` budget (60 examples of ``cases(dtype=...)``, the
-cross-validation's strategy) catches in at least 95% of ``--runs`` seeded runs; and again with the strategy's
-activations restricted to tanh (``cases(dtype=..., activations=("tanh",))``), which
+smallest eps that the ``ci`` budget (60 examples of ``case_sets(dtype=..., networks=16)``,
+the cross-validation's strategy for torch: each example one architecture and up to 16
+networks of it) catches in at least 95% of ``--runs`` seeded runs; and again with the
+strategy's activations restricted to tanh (``activations=("tanh",)``), which
 measures the check's sensitivity once the strategy reaches the bug.  A run
 catches the bug when some example fails the suite's check (``Recorder.check`` with the
 real known discrepancies, the tanh entry excepted: the planted derivative is accurate
@@ -33,11 +34,11 @@ from hypothesis import assume, given, reject, seed, settings
 import known
 from adapters.interface import Unsupported
 from compare import comparisons
-from crossval import expected_result, problem_of
-from error_model import both_bounds, fits_dtype
+from crossval import expected_result, networks_per_example, problem_of
+from error_model import fits_dtype, set_bounds
 from injected import InjectedTorch, jax_loss, peer_problem, torch_loss
 from selection import Variant
-from strategies import cases
+from strategies import case_sets
 
 CI_BUDGET = 60
 
@@ -74,14 +75,18 @@ def suite_run(dtype: str, eps: float, run_seed: int, discrepancies: list, strate
 
     @settings(max_examples=CI_BUDGET)
     @seed(run_seed)
-    @given(case=strategy)
-    def body(case):
-        bounds, loose = both_bounds(case.network, case.params, case.x, case.t, dtype=dtype, lr=case.lr)
-        assume(fits_dtype(bounds, dtype))
-        if _failing(buggy, rec, case, bounds, loose):
-            if not _failing(correct, rec, case, bounds, loose):
-                raise Caught(repr(case))
-            control["failed"] = True
+    @given(drawn=strategy)
+    def body(drawn):
+        fits = 0
+        for case, (bounds, loose) in zip(drawn, set_bounds(drawn)):
+            if not fits_dtype(bounds, dtype):
+                continue
+            fits += 1
+            if _failing(buggy, rec, case, bounds, loose):
+                if not _failing(correct, rec, case, bounds, loose):
+                    raise Caught(repr(case))
+                control["failed"] = True
+        assume(fits)
 
     try:
         body()
@@ -90,15 +95,19 @@ def suite_run(dtype: str, eps: float, run_seed: int, discrepancies: list, strate
     return False, control["failed"]
 
 
+def _strategy(dtype: str, **kw):
+    return case_sets(dtype=dtype, networks=networks_per_example("torch"), **kw)
+
+
 def tanh_share(dtype: str, n: int = 300) -> float:
-    """The share of the ci strategy's cases with a tanh layer, hidden or output."""
+    """The share of the ci strategy's architectures with a tanh layer, hidden or output."""
     seen = []
 
     @settings(max_examples=n)
     @seed(0)
-    @given(case=cases(dtype=dtype))
-    def body(case):
-        seen.append(any(name == "tanh" for name, _ in case.network.activations))
+    @given(drawn=_strategy(dtype))
+    def body(drawn):
+        seen.append(any(name == "tanh" for name, _ in drawn[0].network.activations))
 
     body()
     return sum(seen) / len(seen)
@@ -165,8 +174,8 @@ def main() -> None:
 
     for dtype in dtypes:
         print(f"ci strategy, {dtype}: {tanh_share(dtype):.0%} of drawn cases have a tanh layer", flush=True)
-        for label, strategy in (("ci strategy", cases(dtype=dtype)),
-                                ("tanh-only strategy", cases(dtype=dtype, activations=("tanh",)))):
+        for label, strategy in (("ci strategy", _strategy(dtype)),
+                                ("tanh-only strategy", _strategy(dtype, activations=("tanh",)))):
             start, controls = time.perf_counter(), []
 
             def flags(eps, i, dtype=dtype, strategy=strategy):
