@@ -6,7 +6,7 @@
 Hypothesis drives the cases exactly as the suite's ``check_quantities`` does
 (``@given(drawn=case_sets(dtype=..., networks=K))`` under ``@settings(max_examples=N)``:
 each example one architecture and 1-K networks of it, K as the suite uses for the target
-(``crossval.networks_per_example``: 16, or 64 for jax and jax-jit) unless ``--networks``
+(``crossval.networks_per_example``: 16, 64 for jax, 128 for jax-jit) unless ``--networks``
 says otherwise, the ``ci`` strategy restricted to small networks: widths <= 32, batch
 <= 16, depth 1-6; ``--networks 1`` draws one case per example, as ``cases`` does), and for each network the body runs the suite's
 stages with a clock around each: the error model
