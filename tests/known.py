@@ -55,7 +55,9 @@ def _softplus_exp_overflows(case) -> bool:
     for (name, p), z, delta in zip(case.network.activations, trace.z, deltas):
         if name != "softplus" or not np.isinf(p["threshold"]):
             continue
-        with np.errstate(divide="ignore", over="ignore"):
+        # 0 / 0 where sigmoid(beta z) underflows under a zero delta: NaN, never "overflows"
+        # (exp(beta z) is tiny there).
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             grad_a = np.abs(delta) / reference.activations.sigmoid(p["beta"] * z)  # dE/da = delta / g'(z)
             log_grad = np.log(np.maximum(grad_a, 1.0))
         if np.any(p["beta"] * z + log_grad > limit - 1.0):
