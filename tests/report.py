@@ -85,12 +85,31 @@ class RunData:
     @classmethod
     def from_json(cls, doc: dict) -> RunData:
         cases = doc.get("cases", [])
-        records = [Record(**{**d, "activations": tuple(d["activations"]), "case": cases[d["case"]]})
+        records = [Record(**{**d, "activations": tuple(d["activations"]), "case": cases[d["case"]],
+                             "entry_ratio": float(d["entry_ratio"]), "tensor_ratio": float(d["tensor_ratio"])})
                    for d in doc["records"]]
-        return cls(doc["environment"], [Outcome(**o) for o in doc["outcomes"]], records, doc.get("training_runs", []))
+        runs = [{**r, "score": float(r["score"]), "params": _floats(r["params"])} for r in doc.get("training_runs", [])]
+        return cls(doc["environment"], [Outcome(**o) for o in doc["outcomes"]], records, runs)
 
     def counts(self) -> Counter:
         return Counter(o.outcome for o in self.outcomes)
+
+
+def strict_json(obj):
+    """``obj`` with every inf and NaN written as the string "inf", "-inf" or "nan": JSON
+    has no such numbers (Python's Infinity and NaN tokens break other parsers), and
+    ``float()`` reads the strings back."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def _floats(nested):
+    return [_floats(v) for v in nested] if isinstance(nested, list) else float(nested)
 
 
 def load(directory: Path) -> RunData:
@@ -228,7 +247,7 @@ Plot = Callable[[RunData, Path], bool]  # draws into the path; False when it has
 
 def fill(directory: Path, data: RunData, plots: dict[str, Plot]) -> None:
     """Every report file, written into ``directory``."""
-    (directory / "results.json").write_text(json.dumps(data.to_json()))
+    (directory / "results.json").write_text(json.dumps(strict_json(data.to_json()), allow_nan=False))
     images = [name for name, plot in plots.items() if plot(data, directory / name)]
     bs = blocks(data, images)
     (directory / "report.md").write_text(markdown(bs))

@@ -6,6 +6,7 @@ on small test files in a temporary directory or on the torch float64 quantity te
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -67,6 +68,23 @@ def test_results_json_reads_back_as_the_same_run(tmp_path):
     data = _run_data()
     write_report(tmp_path / "r", data, plots={})
     assert json.dumps(report.load(tmp_path / "r").to_json()) == json.dumps(data.to_json())  # nan != nan
+
+
+def test_results_json_is_strict_json_with_inf_and_nan_as_strings(tmp_path):
+    data = _run_data()
+    data.records[0] = dataclasses.replace(data.records[0], entry_ratio=math.inf, tensor_ratio=math.nan)
+    data.training_runs.append({"test": "t", "target": "torch", "device": "cpu", "dtype": "float32", "experiment": "XOR",
+                               "passes": 1, "measure": "accuracy", "score": math.nan, "params": [[[[math.inf]], [0.5]]]})
+    write_report(tmp_path / "r", data, plots={})
+
+    def no_constants(token):
+        raise AssertionError(f"results.json holds the non-JSON token {token}")
+
+    text = (tmp_path / "r" / "results.json").read_text()
+    json.loads(text, parse_constant=no_constants)
+    back = report.load(tmp_path / "r")
+    assert back.records[0].entry_ratio == math.inf and math.isnan(back.records[0].tensor_ratio)
+    assert math.isnan(back.training_runs[-1]["score"]) and back.training_runs[-1]["params"][0][0] == [[math.inf]]
 
 
 @pytest.mark.parametrize("interruption", [RuntimeError("plot failed"), KeyboardInterrupt()], ids=repr)
