@@ -201,6 +201,7 @@ class _TorchTarget:
 
     framework = "torch"
     name = "torch"
+    _cache: tuple | None = None  # (shapes, dtype, device), its nn.Linear stack, its SGD: see _reused
 
     def version(self) -> str:
         return torch.__version__
@@ -297,7 +298,7 @@ class _TorchTarget:
         suite checks many networks of one architecture in a row (as a training loop
         keeps its modules), and building modules costs more than the gradient."""
         key = (tuple(w.shape for w, _ in params), on["dtype"], on["device"])
-        cached = getattr(self, "_cache", None)
+        cached = self._cache
         if cached is None or cached[0] != key:
             layers = self._model(params, on)
             self._cache = cached = (key, layers, torch.optim.SGD(torch.nn.ModuleList(layers).parameters(), lr=lr))
