@@ -217,15 +217,37 @@ def _chained(step: Callable, jit: bool) -> Callable:
 
 
 _STEPS: dict[tuple, Callable] = {}  # key but shapes -> step (flat and jitted for jax-jit)
-_SEEN: set[tuple] = set()  # (key, layout) run by jax-jit: each one is one XLA compile
-_CALLS = {"calls": 0}
+_LIVE: set[tuple] = set()  # (key, layout) compiled since the last flush: jax-jit programs, jax's primitives
+_COUNTS = {"calls": 0, "compiles": 0, "flushes": 0}
+# Compiled code stays mapped while its program lives, several memory maps a program:
+# a run through thousands of architectures (a soak, the thorough profile) would reach
+# the kernel's map limit (vm.max_map_count, 65,530 by default; XLA then fails with
+# "LLVM compilation error: Cannot allocate memory" after ~1,500 programs).  Past this
+# many shapes, every program is dropped (jax.clear_caches()); a random stream rarely
+# meets an architecture again, so little is compiled twice.
+MAX_LIVE_SHAPES = 256
 
 
 def compile_stats() -> dict[str, int]:
-    """jax-jit counters for benchmarks: XLA compiles (distinct key and shapes), jitted
-    functions (distinct keys) and compute/train calls."""
+    """jax-jit counters for benchmarks: XLA compiles (new key and shapes), jitted
+    functions alive (distinct keys), compute/train calls, and flushes."""
     jitted = sum(key[0] == "jax-jit" for key in _STEPS)
-    return {"compiles": len(_SEEN), "jitted_functions": jitted, "calls": _CALLS["calls"]}
+    return {"compiles": _COUNTS["compiles"], "jitted_functions": jitted, "calls": _COUNTS["calls"],
+            "flushes": _COUNTS["flushes"]}
+
+
+def _hold(key: tuple, layout: tuple, jit: bool) -> None:
+    """Count ``(key, layout)`` as compiled, first dropping every program once
+    ``MAX_LIVE_SHAPES`` are held."""
+    if (key, layout) in _LIVE:
+        return
+    if len(_LIVE) >= MAX_LIVE_SHAPES:
+        _STEPS.clear()
+        _LIVE.clear()
+        jax.clear_caches()
+        _COUNTS["flushes"] += 1
+    _LIVE.add((key, layout))
+    _COUNTS["compiles"] += jit
 
 
 @functools.cache
@@ -274,16 +296,15 @@ class JaxTarget:
         dev = _device(device)
         onehot = problem.network.loss == "softmax_ce" and _is_onehot(problem.t)
         key = (self.name, *_spec_key(problem.network), dtype, device, onehot)
+        parts: list[Any] = [a for layer in problem.params for a in layer] + [problem.x, problem.t, lr]
+        layout = tuple(np.shape(a) for a in parts)
+        _hold(key, layout, self.jit)
         if key not in _STEPS:
             _STEPS[key] = _chained(_make_step(key[1:4], onehot), self.jit)
         step = _STEPS[key]
-        parts: list[Any] = [a for layer in problem.params for a in layer] + [problem.x, problem.t, lr]
-        layout = tuple(np.shape(a) for a in parts)
         # Values are exactly representable in dtype, so casting on the host is exact.
         flat = np.concatenate([np.ravel(a) for a in parts]).astype(_DTYPES[dtype])
-        _CALLS["calls"] += 1
-        if self.jit:
-            _SEEN.add((key, layout))
+        _COUNTS["calls"] += 1
         state, outs = jax.device_put(flat if self.jit else _split(flat, layout), dev), []
         for _ in range(steps):
             out, state = step(state, layout=layout)
