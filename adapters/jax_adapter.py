@@ -222,10 +222,11 @@ _COUNTS = {"calls": 0, "compiles": 0, "flushes": 0}
 # Compiled code stays mapped while its program lives, several memory maps a program:
 # a run through thousands of architectures (a soak, the thorough profile) would reach
 # the kernel's map limit (vm.max_map_count, 65,530 by default; XLA then fails with
-# "LLVM compilation error: Cannot allocate memory" after ~1,500 programs).  Past this
-# many shapes, every program is dropped (jax.clear_caches()); a random stream rarely
-# meets an architecture again, so little is compiled twice.
-MAX_LIVE_SHAPES = 256
+# "LLVM compilation error: Cannot allocate memory" after ~1,500 programs; a bfloat16
+# program takes ~130 maps, a float64 one ~50).  Past this many shapes, every program is
+# dropped (jax.clear_caches()); a random stream rarely meets an architecture again, so
+# little is compiled twice.
+MAX_LIVE_SHAPES = 128
 
 
 def compile_stats() -> dict[str, int]:
