@@ -196,7 +196,8 @@ def _softmax_bounded(ar: _Arith, z: Bounded) -> Bounded:
     return Bounded(a, spread + (k + 2) * ACTIVATION_ULPS * ar.p.u * a + ar.p.tiny)
 
 
-def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr) -> tuple[list[Bounded], list[Bounded], list[Bounded]]:
+def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr,
+             forward_errors: dict[str, float] | None = None) -> tuple[list[Bounded], list[Bounded], list[Bounded]]:
     zs, acts, ins = [], [], []
     a = ar.exact(x)
     for layer, (W, b) in enumerate(params):
@@ -211,6 +212,9 @@ def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr) -> tupl
             a = Bounded(a.v, a.e + _underflow_floor(ar, z))
             if ar.absolute or ar.both:
                 a = Bounded(a.v, ar.loosen(a.e, ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z.v))))
+            if forward_errors and net.activations[layer][0] in forward_errors:
+                # A known finding's own relative error of the activation's value.
+                a = Bounded(a.v, a.e + forward_errors[net.activations[layer][0]] * np.abs(a.v))
         zs.append(z)
         acts.append(a)
     return zs, acts, ins
@@ -336,22 +340,25 @@ def _deltas(ar: _Arith, net: reference.Network, params, zs: list[Bounded], acts:
 
 def error_bounds(
     net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float, absolute: bool = False,
-    param_errors=None,
+    param_errors=None, forward_errors: dict[str, float] | None = None,
 ) -> Bounds:
     """Per-entry error bounds for a ``dtype`` computation of loss, deltas, dW, db and
     one SGD step of ``net`` on ``(params, x, t)`` -- values already in ``dtype``.
-    ``absolute`` selects the absolute-activation model (see the module docstring)."""
-    (bounds,) = _bounds(_Arith(Precision.of(dtype), absolute), net, params, x, t, lr, param_errors)
+    ``absolute`` selects the absolute-activation model (see the module docstring);
+    ``forward_errors`` gives activations a relative error of their value of their own
+    ({name: relative error}, for a known finding such as a float32 constant in float64)."""
+    (bounds,) = _bounds(_Arith(Precision.of(dtype), absolute), net, params, x, t, lr, param_errors, forward_errors)
     return bounds
 
 
-def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: float, param_errors) -> list[Bounds]:
+def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: float, param_errors,
+            forward_errors: dict[str, float] | None = None) -> list[Bounds]:
     """``error_bounds`` under ``ar``'s model, or under both models (``ar.both``).  The
     arrays may carry a leading axis of networks (``set_bounds``): every operation acts
     on a network's trailing axes, and the reductions below go per network."""
     params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
     perr = param_errors or [(None, None)] * len(params)
-    zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64), perr)
+    zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64), perr, forward_errors)
     t = np.asarray(t, np.float64)
     loss_e = _loss_bound(ar, net, zs[-1], acts[-1], t)
     unreduced = _network_sum(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)))

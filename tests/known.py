@@ -23,6 +23,7 @@ nothing in a run is reported at the end of the run.
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ class Discrepancy:
     max_relative: float | None = None
     absolute_activation: bool = False
     when: str | None = None
+    forward_relative: float | None = None  # the activations' values err by this much, relative
 
     def explains_case(self, test_id: str, case) -> bool:
         """Test id, activations, losses and condition match (any quantity)."""
@@ -121,11 +123,31 @@ class Discrepancy:
             return False
         if self.when is not None:
             return True
+        if self.forward_relative is not None:
+            return _within_forward_error(comparison, case, {a: self.forward_relative for a in self.activations})
         if self.absolute_activation and not comparison.within_loose:
             return False
         if self.max_relative is None:
             return not comparison.tensor_failed
         return comparison.mismatched_relative <= self.max_relative
+
+
+def _within_forward_error(comparison, case, forward_errors: dict[str, float]) -> bool:
+    """Every entry within SAFETY x the absolute-activation bound of a computation whose
+    named activations' values carry their own relative error (error_model's
+    ``forward_errors``): the finding propagated through the whole derivation, kinks and
+    cancellations included, beside the absolute-activation findings it meets on the way
+    (torch's tanh' = 1 - y^2 of a tanh layer whose input it shifted).  First-order
+    quantities only."""
+    from error_model import SAFETY, error_bounds
+
+    match = re.fullmatch(r"(loss|delta|dW|db|W_step|b_step)(?:\[(\d+)\])?", comparison.key)
+    if match is None:
+        return False
+    bounds = error_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr,
+                          absolute=True, forward_errors=forward_errors)
+    allowed = SAFETY * bounds.of(match[1], int(match[2] or 1) - 1)
+    return bool(np.all(comparison.diff <= allowed))
 
 
 def _activation_error(value: str | None, path: Path, i: int) -> bool:
@@ -142,6 +164,14 @@ def _condition(name: str | None, path: Path, i: int) -> str | None:
     return name
 
 
+def _forward_relative(raw: dict, path: Path, i: int) -> float | None:
+    value = raw.get("forward_relative")
+    if value is not None and not (raw.get("activations") and isinstance(value, float) and 0 < value < 1e-3):
+        raise ValueError(f"{path}: discrepancy #{i + 1} has forward_relative={value!r}; allowed: a float in "
+                         "(0, 1e-3), with the activations it applies to")
+    return value
+
+
 def load(path: Path) -> list[Discrepancy]:
     if not path.exists():
         return []
@@ -155,6 +185,6 @@ def load(path: Path) -> list[Discrepancy]:
             Discrepancy(raw["test"], raw["quantity"], raw["reason"],
                         tuple(raw.get("activations", ())), tuple(raw.get("losses", ())),
                         raw.get("max_relative"), _activation_error(raw.get("activation_error"), path, i),
-                        _condition(raw.get("when"), path, i))
+                        _condition(raw.get("when"), path, i), _forward_relative(raw, path, i))
         )
     return entries

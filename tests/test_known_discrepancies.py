@@ -149,3 +149,29 @@ def test_a_condition_explains_any_failure_but_only_in_the_cases_it_names() -> No
     assert CONDITIONS["bce_saturated"](saturated) and not CONDITIONS["bce_saturated"](moderate)
     assert entry.explains(TEST_ID, TENSOR_WIDE, saturated)
     assert not entry.explains(TEST_ID, ENTRY_ONLY, moderate)
+
+
+@pytest.mark.parametrize("body", ['forward_relative = 3e-8\n', 'activations = ["hardswish"]\nforward_relative = 0.5\n'])
+def test_forward_relative_needs_activations_and_a_small_float(tmp_path: Path, body: str) -> None:
+    with pytest.raises(ValueError, match=r"forward_relative=.*allowed: a float in \(0, 1e-3\)"):
+        load(_write(tmp_path, body))
+
+
+def test_forward_relative_explains_exactly_the_propagated_forward_error() -> None:
+    # One hardswish layer under sse: delta = (a - t) g'(z), with every hardswish value off
+    # by a relative 2.98e-8 (torch's CUDA float64 hardswish multiplies by float32's 1/6),
+    # which a - t magnifies where it cancels.
+    net = reference.Network((3, 4), ("hardswish",), loss="sse", reduction="sum")
+    case = build_case(net, batch=3, dtype="float64", lr=0.1, seed=11, scales=(3.0, 1.0))
+    record = reference.ACTIVATIONS["hardswish"]
+    (W, b), = case.params
+    z = case.x @ W + b
+    a = record.fn(z)
+    actual = (a * (1 + 2.98e-8) - case.t) * record.grad(z)
+    expected = (a - case.t) * record.grad(z)
+    comparison = Comparison("dE/dz of layer 1, Eq. 5", "delta[1]", "float64", actual, expected,
+                            np.zeros_like(expected), np.zeros_like(expected))
+    assert comparison.entry_failed
+    kw = dict(test="test_*", quantity="", reason="r", activations=("hardswish",))
+    assert Discrepancy(**kw, forward_relative=3e-8).explains("test_x", comparison, case)
+    assert not Discrepancy(**kw, forward_relative=1e-10).explains("test_x", comparison, case)
