@@ -11,13 +11,17 @@ The file (``tests/known_discrepancies.toml`` by default) lists entries such as::
     max_relative = 1e-7             # optional: see below
     when = "bce_saturated"          # optional: a named condition on the case (CONDITIONS);
                                     # such an entry explains any failure in those cases
+    forward_relative = 3e-8         # optional, with activations: their values err by this much
 
 An entry explains entry-wise findings only, unless it also gives
 ``max_relative``: then it explains any failure whose mismatched entries all lie
 within that difference relative to the tensor's largest magnitude -- the way to list a precisely characterised
 framework finding (e.g. a float32 constant inside a float64 path, relative error
-~3e-8) without exempting larger errors in the same cases.  An entry that matches
-nothing in a run is reported at the end of the run.
+~3e-8) without exempting larger errors in the same cases.  ``forward_relative``
+explains a failure whose entries all lie within the absolute-activation bound of the
+computation with those activations' values erring by that relative amount: a forward
+error that later kinks turn into any size (torch's CUDA hardswish in float64).  An entry
+that matches nothing in a run is reported at the end of the run.
 """
 
 from __future__ import annotations
