@@ -196,6 +196,14 @@ def _numpy_params(pairs: Iterable[tuple[torch.Tensor | None, torch.Tensor | None
     return [(_to_numpy(w).T, _to_numpy(b)) for w, b in pairs]
 
 
+def _fill(layers: Sequence[torch.nn.Linear], params: Params) -> None:
+    """Each layer's weight and bias set to ``(W, b)`` (W of shape (in, out))."""
+    with torch.no_grad():
+        for layer, (w, b) in zip(layers, params):
+            layer.weight.copy_(torch.from_numpy(w.T))
+            layer.bias.copy_(torch.from_numpy(b))
+
+
 class _TorchTarget:
     """Eager autograd on an nn.Linear stack, stepped by torch.optim.SGD."""
 
@@ -268,13 +276,8 @@ class _TorchTarget:
 
     @staticmethod
     def _model(params: Params, on: dict[str, Any]) -> list[torch.nn.Linear]:
-        layers = []
-        with torch.no_grad():
-            for w, b in params:
-                layer = torch.nn.Linear(w.shape[0], w.shape[1], **on)
-                layer.weight.copy_(torch.from_numpy(w.T))
-                layer.bias.copy_(torch.from_numpy(b))
-                layers.append(layer)
+        layers = [torch.nn.Linear(w.shape[0], w.shape[1], **on) for w, _ in params]
+        _fill(layers, params)
         return layers
 
     @staticmethod
@@ -298,15 +301,13 @@ class _TorchTarget:
         suite checks many networks of one architecture in a row (as a training loop
         keeps its modules), and building modules costs more than the gradient."""
         key = (tuple(w.shape for w, _ in params), on["dtype"], on["device"])
-        cached = self._cache
-        if cached is None or cached[0] != key:
+        if self._cache is None or self._cache[0] != key:
             layers = self._model(params, on)
-            self._cache = cached = (key, layers, torch.optim.SGD(torch.nn.ModuleList(layers).parameters(), lr=lr))
-        _, layers, optimizer = cached
-        with torch.no_grad():
-            for layer, (w, b) in zip(layers, params):
-                layer.weight.copy_(torch.from_numpy(w.T))
-                layer.bias.copy_(torch.from_numpy(b))
+            optimizer = torch.optim.SGD(torch.nn.ModuleList(layers).parameters(), lr=lr)
+            self._cache = (key, layers, optimizer)
+            return layers, optimizer
+        _, layers, optimizer = self._cache
+        _fill(layers, params)
         optimizer.zero_grad(set_to_none=True)
         optimizer.param_groups[0]["lr"] = lr
         return layers, optimizer

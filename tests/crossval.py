@@ -156,14 +156,14 @@ def check_quantities(variant, recorder, run_seed: int, max_examples: int, strate
     run_hypothesis(check, unsupported)
 
 
-def check_one(variant, recorder, case, unsupported: list[str], bounds=None) -> bool:
+def check_one(variant, recorder, case, unsupported: list[str], both=None) -> bool:
     """One network of an example: False if the dtype cannot compute it or a known
     finding explains a crash (the other networks of the example still count), else
-    compared, raising ``Mismatch`` on a disagreement.  ``bounds``: the case's strict and
+    compared, raising ``Mismatch`` on a disagreement.  ``both``: the case's strict and
     loose bounds where already computed (``set_bounds``)."""
-    if bounds is None:
-        bounds = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
-    bounds, loose = bounds
+    if both is None:
+        both = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
+    bounds, loose = both
     if not fits_dtype(bounds, case.dtype):
         return False
     before = len(unsupported)
