@@ -1,4 +1,4 @@
-"""Loads deltacheck's pytest plugin (tests/deltacheck_plugin.py) and pins threads.
+"""Loads deltacheck's pytest plugin (tests/harness/plugin.py) and pins threads.
 
 Thread counts are pinned before any framework is imported: on a 2-core machine,
 BLAS and XLA thread pools fight each other (torch runs several times slower beside
@@ -17,4 +17,4 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 # so each allocates as it goes instead.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-pytest_plugins = ("deltacheck_plugin", "report_plugin")
+pytest_plugins = ("harness.plugin", "harness.report_plugin")

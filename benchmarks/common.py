@@ -27,14 +27,13 @@ for _path in (ROOT, ROOT / "tests"):
 
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
-import known  # noqa: E402
-import results  # noqa: E402
 from adapters.interface import load_target  # noqa: E402
-from selection import Variant  # noqa: E402
+from harness import known, results  # noqa: E402
+from harness.selection import Variant  # noqa: E402
 
 TARGETS = ("torch", "torch-func", "jax", "jax-jit")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
-KNOWN_FILE = ROOT / "tests" / "known_discrepancies.toml"
+KNOWN_FILE = ROOT / "tests" / "suite" / "known_discrepancies.toml"
 TEST_NAME = "test_every_quantity_matches_reference"
 
 # The ci profile's settings but random (each run seeded explicitly) and, unless asked,

@@ -30,15 +30,15 @@ import time
 import common
 import torch
 from hypothesis import assume, given, reject, seed, settings
-
-import known
-from adapters.interface import Unsupported
-from compare import comparisons
-from crossval import expected_result, networks_per_example, problem_of
-from error_model import fits_dtype, set_bounds
 from injected import InjectedTorch, jax_loss, peer_problem, torch_loss
-from selection import Variant
-from strategies import case_sets
+
+from adapters.interface import Unsupported
+from harness import known
+from harness.compare import comparisons
+from harness.crossval import expected_result, networks_per_example, problem_of
+from harness.error_model import fits_dtype, set_bounds
+from harness.selection import Variant
+from harness.strategies import case_sets
 
 CI_BUDGET = 60
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from adapters import torch_adapter
 from adapters.interface import load_target
 
 THRESHOLD = 0.5

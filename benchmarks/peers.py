@@ -26,10 +26,10 @@ import common
 import numpy as np
 
 import reference
-from compare import comparisons
-from crossval import expected_result, problem_of
-from error_model import both_bounds, fits_dtype
-from strategies import build_case
+from harness.compare import comparisons
+from harness.crossval import expected_result, problem_of
+from harness.error_model import both_bounds, fits_dtype
+from harness.strategies import build_case
 
 NETWORKS = {"small 8-16-4, batch 8": ((8, 16, 4), 8), "wide 256-256-10, batch 64": ((256, 256, 10), 64)}
 

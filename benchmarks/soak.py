@@ -5,7 +5,7 @@
 Runs ``crossval.check_quantities`` -- the very check of
 ``test_every_quantity_matches_reference``, several networks of one architecture per
 hypothesis example -- with a ``results.Recorder`` holding the real known discrepancies
-(``tests/known_discrepancies.toml``), until ``--examples`` networks per target and
+(``tests/suite/known_discrepancies.toml``), until ``--examples`` networks per target and
 dtype are cross-checked, in chunks of ``--chunk`` hypothesis examples, each chunk under
 its own hypothesis seed.  A failure ends only its chunk (hypothesis stops at the first
 failing example; ``--shrink`` shrinks it first), and the soak goes on.  Printed per
@@ -23,8 +23,8 @@ import common
 import pytest
 from hypothesis import settings
 
-from compare import Mismatch
-from crossval import check_quantities
+from harness.compare import Mismatch
+from harness.crossval import check_quantities
 
 TOP = 5
 

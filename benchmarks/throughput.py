@@ -27,10 +27,10 @@ import common  # noqa: F401  (pins threads before any framework is imported)
 from hypothesis import assume, given, seed, settings
 from hypothesis.errors import UnsatisfiedAssumption
 
-from compare import comparisons
-from crossval import compute_or_reject, expected_result, networks_per_example
-from error_model import fits_dtype, set_bounds
-from strategies import case_sets
+from harness.compare import comparisons
+from harness.crossval import compute_or_reject, expected_result, networks_per_example
+from harness.error_model import fits_dtype, set_bounds
+from harness.strategies import case_sets
 
 SUITE_STAGES = ("generation", "error model", "reference", "comparison", "reporting")
 STAGES = ("generation", "error model", "adapter", "reference", "comparison", "reporting")

@@ -1,0 +1,130 @@
+"""deltacheck's pytest plugin: options, profiles, parametrization, run summary.
+
+``conftest.py`` loads this module; the hooks stay thin and delegate to
+``selection`` (what runs), ``known`` (documented discrepancies) and ``results``
+(what each comparison recorded).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from adapters.interface import DTYPES
+from harness import known, results, selection
+
+HEALTH = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+settings.register_profile("dev", max_examples=10, deadline=None, print_blob=True, suppress_health_check=HEALTH)
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, print_blob=True, derandomize=True, database=None,
+    suppress_health_check=HEALTH,
+)
+settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True, suppress_health_check=HEALTH)
+
+# Relative example budgets: un-jitted jax compiles every primitive per new shape
+# (~1 s an example here), jax-jit the whole function (0.15-0.9 s a new shape).
+TARGET_BUDGET = {"jax": 0.1, "jax-jit": 0.3}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deltacheck")
+    group.addoption("--frameworks", help="comma-separated frameworks or targets (env DELTACHECK_FRAMEWORKS); default all")
+    group.addoption("--devices", help="comma-separated device kinds or names, e.g. cpu,cuda:0 (env DELTACHECK_DEVICES); default every reported device")
+    group.addoption("--dtypes", help=f"comma-separated dtypes from {','.join(DTYPES)} (env DELTACHECK_DTYPES); default all")
+    group.addoption("--adapter", action="append", default=[], help="import path of an extra adapter module defining TARGETS (env DELTACHECK_ADAPTER, comma-separated)")
+    group.addoption("--known-discrepancies", default=str(Path(__file__).parents[1] / "suite" / "known_discrepancies.toml"), help="file of known entry-wise discrepancies")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("hypothesis_profile", None) is None:
+        settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    external = tuple(config.getoption("adapter")) + selection.split_option(None, "DELTACHECK_ADAPTER", ())
+    try:
+        loaded = selection.load_all(tuple(dict.fromkeys(external)))
+        frameworks = selection.split_option(config.getoption("frameworks"), "DELTACHECK_FRAMEWORKS", ())
+        targets = selection.select_targets(loaded, frameworks or None)
+        devices = selection.split_option(config.getoption("devices"), "DELTACHECK_DEVICES", ())
+        dtypes = selection.check_dtypes(selection.split_option(config.getoption("dtypes"), "DELTACHECK_DTYPES", DTYPES))
+        config._deltacheck_variants = selection.variants(targets, devices or None, dtypes)
+    except selection.UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config._deltacheck_targets = targets
+    config._deltacheck_known = known.load(Path(config.getoption("known_discrepancies")))
+    config._deltacheck_seed = _run_seed(config)
+    config._deltacheck_results = results.Results()
+
+
+def _run_seed(config: pytest.Config) -> int:
+    """--hypothesis-seed, else the seed the xdist controller chose, else 0 under a
+    derandomized profile (``ci``: the same cases on every run), else a fresh one:
+    every worker of a run draws the examples a serial run would."""
+    seed = config.getoption("hypothesis_seed", None)
+    if seed is None:
+        seed = getattr(config, "workerinput", {}).get("deltacheck_seed")
+    if seed is None and settings.default.derandomize:
+        seed = 0
+    return int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # pytest-xdist, on the controller
+    node.workerinput["deltacheck_seed"] = node.config._deltacheck_seed
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    profile = settings.get_current_profile_name()
+    lines = [
+        f"deltacheck: hypothesis profile {profile!r} ({settings.default.max_examples} examples per test), "
+        f"seed {config._deltacheck_seed} (rerun with --hypothesis-seed={config._deltacheck_seed})",
+        f"deltacheck: dtypes {', '.join(sorted({v.dtype for v in config._deltacheck_variants}, key=DTYPES.index))}",
+    ]
+    for t in config._deltacheck_targets:
+        if t.adapter is None:
+            lines.append(f"deltacheck: {t.name}: skipped, {t.missing}")
+            continue
+        devices = t.adapter.devices()
+        modes = "; ".join(f"{d}: {t.adapter.precision_mode(d)}" for d in devices)
+        lines.append(f"deltacheck: {t.name} ({t.framework} {t.adapter.version()}) devices {', '.join(devices)}; precision {modes}")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "variant" in metafunc.fixturenames:
+        vs = metafunc.config._deltacheck_variants
+        metafunc.parametrize("variant", [_param(v, v.id) for v in vs], ids=[v.id for v in vs])
+    if "target_device" in metafunc.fixturenames:
+        seen = {}
+        for v in metafunc.config._deltacheck_variants:
+            seen.setdefault(f"{v.target}-{v.device}", v)
+        metafunc.parametrize("target_device", [_param(v, k) for k, v in seen.items()], ids=list(seen))
+
+
+def _param(v: selection.Variant, id_: str):
+    marks = [pytest.mark.skip(reason=v.skip_reason)] if v.skip_reason else []
+    return pytest.param(v, marks=marks, id=id_)
+
+
+def example_budget(config: pytest.Config, target: str) -> int:
+    return max(2, round(settings.default.max_examples * TARGET_BUDGET.get(target, 1.0)))
+
+
+@pytest.fixture
+def run_seed(request: pytest.FixtureRequest) -> int:
+    return request.config._deltacheck_seed
+
+
+@pytest.fixture
+def recorder(request: pytest.FixtureRequest) -> results.Recorder:
+    config = request.config
+    return results.Recorder(config._deltacheck_results, request.node.nodeid, request.node.name,
+                            config._deltacheck_known, config._deltacheck_seed, settings.get_current_profile_name())
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    res: results.Results = config._deltacheck_results
+    for line in res.summary_lines(config._deltacheck_known):
+        terminalreporter.write_line(line)
