@@ -57,7 +57,7 @@ def recorder(v: Variant, run_seed: int, discrepancies: list | None = None) -> re
     """A recorder named as the cross-validation test of ``v``, so the known
     discrepancies' test patterns match as they do under pytest."""
     name = f"{TEST_NAME}[{v.id}]"
-    found = known.load(KNOWN_FILE) if discrepancies is None else discrepancies
+    found = known.load([KNOWN_FILE]) if discrepancies is None else discrepancies
     return results.Recorder(results.Results(), f"benchmarks::{name}", name, found, run_seed, "bench")
 
 

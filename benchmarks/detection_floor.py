@@ -49,7 +49,7 @@ class Caught(Exception):
 
 def _known_without_tanh() -> list:
     out = []
-    for d in known.load(common.KNOWN_FILE):
+    for d in known.load([common.KNOWN_FILE]):
         if "tanh" in d.activations:
             d = dataclasses.replace(d, activations=tuple(a for a in d.activations if a != "tanh"))
         out.append(d)

@@ -59,21 +59,30 @@ class _Arith:
     """Bounded arithmetic in one dtype.  ``both``: errors of the strict and the
     absolute-activation model side by side, on a leading axis of 2."""
 
-    def __init__(self, p: Precision, absolute: bool = False, both: bool = False) -> None:
+    def __init__(self, p: Precision, absolute: bool | frozenset[str] = False, both: bool = False) -> None:
+        """``absolute``: True for the absolute-activation model, or the set of activation
+        and loss names it applies to (a known finding's scope; every other activation and
+        loss keeps the strict model)."""
         self.p = p
-        self.absolute = absolute
+        self.absolute = bool(absolute)
+        self.scope = None if isinstance(absolute, bool) else frozenset(absolute)
         self.both = both
+
+    def loose_for(self, name: str) -> bool:
+        """Whether the absolute-activation model (alone or beside the strict one) applies to
+        the activation or loss ``name``."""
+        return self.both or (self.absolute and (self.scope is None or name in self.scope))
 
     def exact(self, v: Array) -> Bounded:
         return Bounded(np.asarray(v, np.float64), np.zeros((2, *np.shape(v)) if self.both else np.shape(v)))
 
-    def loosen(self, e: Array, extra: Array | float) -> Array:
-        """``e`` plus ``extra`` under the absolute-activation model only."""
+    def loosen(self, e: Array, extra: Array | float, name: str) -> Array:
+        """``e`` plus ``extra`` under the absolute-activation model of ``name`` only."""
         if self.both:
             e = np.array(e, dtype=np.float64, copy=True)
             e[1] = e[1] + extra
             return e
-        return e + extra if self.absolute else e
+        return e + extra if self.loose_for(name) else e
 
     def affine(self, a: Bounded, W: Array, b: Array | None = None,
                eW: Array | None = None, eb: Array | None = None) -> Bounded:

@@ -17,12 +17,13 @@ equation, the mismatch statistics, the allowed value and where it came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
-from harness.error_model import SAFETY, Precision
+from harness.error_model import SAFETY, Bounds, Precision, error_bounds
 
 Array = np.ndarray
 
@@ -45,6 +46,16 @@ class Comparison:
     # Per entry, the size of what the quantity is formed from, for ``mismatched_relative``:
     # |W| + lr |dW| for a step (default: |expected|).
     scale: Array | None = None
+    # The allowance per entry under a scoped error model: ``scoped(names, forward_errors)``
+    # is SAFETY x the bound with the absolute-activation model applied only to the named
+    # activations and losses, and the given activations' own relative errors
+    # (``known.within_model``); None where the quantity's builder cannot recompute it.
+    scoped: Callable[[frozenset[str], tuple], Array] | None = field(default=None, repr=False, compare=False)
+
+    def restricted(self, mask: Array) -> Comparison:
+        """The same comparison over the entries where ``mask`` holds, the others set equal."""
+        keep = np.asarray(mask, bool)
+        return replace(self, actual=np.where(keep, self.actual, self.expected), scoped=self.scoped)
 
     @cached_property
     def diff(self) -> Array:
@@ -160,15 +171,33 @@ def quantity_name(key: str, layer: int, n_layers: int) -> str:
     return f"{what} of layer {n}, Eq. {output_eq if n == n_layers else hidden_eq}"
 
 
+def scoped_bounds(case, params=None) -> Callable[[frozenset[str], tuple], Bounds]:
+    """The case's bounds under a scoped error model, computed once per scope (on a known
+    finding's failure path only)."""
+    cache: dict[tuple, Bounds] = {}
+
+    def bounds_for(scope: frozenset[str], forward: tuple) -> Bounds:
+        if (scope, forward) not in cache:
+            with np.errstate(over="ignore", invalid="ignore"):
+                cache[scope, forward] = error_bounds(
+                    case.network, case.params if params is None else params, case.x, case.t, dtype=case.dtype,
+                    lr=case.lr, absolute=scope, forward_errors=dict(forward))
+        return cache[scope, forward]
+
+    return bounds_for
+
+
 def comparisons(case, result, expected, bounds, loose) -> list[Comparison]:
     """Every quantity of the derivation: E, deltas, dW, db and the stepped parameters."""
     L = case.network.n_layers
+    scoped = scoped_bounds(case)
 
     def make(key: str, layer: int, actual, wanted, scale=None) -> Comparison:
         tag = key if key == "loss" else f"{key}[{layer + 1}]"
         return Comparison(
             quantity_name(key, layer, L), tag, case.dtype, np.asarray(actual, np.float64),
             np.asarray(wanted, np.float64), SAFETY * bounds.of(key, layer), SAFETY * loose.of(key, layer), scale,
+            lambda scope, forward: SAFETY * scoped(scope, forward).of(key, layer),
         )
 
     def step_scale(param, grad):

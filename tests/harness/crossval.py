@@ -45,12 +45,12 @@ def compute_or_reject(variant, case, unsupported: list[str], steps: int | None =
     problem = problem_of(case)
     on = dict(device=variant.device, dtype=variant.dtype, lr=case.lr)
     if steps is None:
-        return run_or_reject(lambda: variant.adapter.compute(problem, **on), case, unsupported, variant_recorder)
-    return run_or_reject(lambda: variant.adapter.train(problem, steps=steps, **on), case, unsupported,
+        return run_or_reject(lambda: variant.adapter.compute(problem, **on), variant, case, unsupported, variant_recorder)
+    return run_or_reject(lambda: variant.adapter.train(problem, steps=steps, **on), variant, case, unsupported,
                          variant_recorder, steps)
 
 
-def run_or_reject(call, case, unsupported: list[str], recorder=None, steps: int | None = None):
+def run_or_reject(call, variant, case, unsupported: list[str], recorder=None, steps: int | None = None):
     """``call()``; a combination the target cannot run (``Unsupported``) rejects the
     example, and the reason is kept so that a test with no supported example becomes a
     skip."""
@@ -59,12 +59,13 @@ def run_or_reject(call, case, unsupported: list[str], recorder=None, steps: int 
     except Unsupported as exc:
         unsupported.append(str(exc))
         reject()
-    except Exception:
-        # A crash is this target's failure unless a known finding with a condition on
-        # the case -- at its start or, for a trajectory, at any reference step -- explains
-        # it; then it is counted as that finding and the example is drawn again.
+    except Exception as exc:
+        # A crash is this target's failure unless a known finding that names the exception
+        # and applies to the case -- at its start or, for a trajectory, at any reference
+        # step -- explains it; then it is counted as that finding and the example is
+        # drawn again.
         if recorder is not None and any(
-            recorder.explain_crash(point) is not None for point in _trajectory_points(case, steps)
+            recorder.explain_crash(variant, point, exc) is not None for point in _trajectory_points(case, steps)
         ):
             reject()
         raise

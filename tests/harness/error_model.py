@@ -62,6 +62,17 @@ SAFETY = 2.0  # covers the reference's own float64 rounding, of the same size in
 # tanh near +-1 is 3.5 ulp = 7u -- jax's mish'(19.94) = tanh(sp) + z (1 - tanh(sp)^2) s(z)
 # errs by 268u (1 + |g| = 21), past 2 x 4u x 21 = 168u allowed with 4 ulps.
 FROM_OUTPUT_ULPS = 16.0
+# A known finding's relative errors of an activation: {name: rel} (of the value), or
+# {name: (of the value, of the derivative, z from, z to)}.
+ForwardErrors = dict[str, float | tuple[float, float, float, float]]
+
+
+def _relative_error(spec: float | tuple[float, float, float, float], which: int, z: Array) -> Array | float:
+    """The value's (``which`` = 0) or the derivative's (1) relative error where z lies in
+    the finding's range."""
+    if not isinstance(spec, tuple):
+        return spec if which == 0 else 0.0
+    return np.where((z >= spec[2]) & (z <= spec[3]), spec[which], 0.0)
 
 @dataclass(frozen=True)
 class Bounds:
@@ -85,14 +96,16 @@ class Bounds:
 
 
 def trajectory_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float,
-                      steps: int, absolute: bool = False) -> list[tuple[list[Array], list[Array]]]:
+                      steps: int, absolute: bool | frozenset[str] = False, forward_errors: ForwardErrors | None = None,
+) -> list[tuple[list[Array], list[Array]]]:
     """Per-entry bounds on how far a dtype computation of ``steps`` full-batch steps
     may drift from the exact trajectory: each step's bound takes the previous step's
     parameter errors as input errors of the forward and backward pass, so the bound
     grows with the step count by exactly the error model's own propagation."""
     history, errors = [], None
     for _ in range(steps):
-        b = error_bounds(net, params, x, t, dtype=dtype, lr=lr, absolute=absolute, param_errors=errors)
+        b = error_bounds(net, params, x, t, dtype=dtype, lr=lr, absolute=absolute, param_errors=errors,
+                         forward_errors=forward_errors)
         errors = list(zip(b.stepped_W, b.stepped_b))
         history.append((b.stepped_W, b.stepped_b))
         params = reference.sgd_step(params, reference.gradients(net, params, x, t), lr)
@@ -153,20 +166,25 @@ DERIVATIVE_TERMS = {
 }
 
 
-def _derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounded) -> Bounded:
+def _derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounded,
+                forward_errors: ForwardErrors | None = None) -> Bounded:
     """g'(z) as a bounded value.  A factor of g' (sigmoid(z) in silu') may underflow
     to 0 although g' itself is representable, and the incoming gradient then scales
     that loss: the floor rides on g' so that the product below carries it.  The
-    absolute-activation model adds a few u absolute error."""
+    absolute-activation model adds a few u absolute error; a known finding's relative
+    error of the derivative (``forward_errors``) adds its share."""
     d = ar.apply(
         _activation(net, layer, derivative=True), z, DERIVATIVE_TERMS.get(net.activations[layer][0]),
         _landmarks(net, layer),
     )
     d = Bounded(d.v, d.e + _underflow_floor(ar, z))
-    if not (ar.absolute or ar.both):
+    name = net.activations[layer][0]
+    if forward_errors and name in forward_errors:
+        d = Bounded(d.v, d.e + _relative_error(forward_errors[name], 1, z.v) * np.abs(d.v))
+    if not ar.loose_for(name):
         return d
     g = np.abs(_activation(net, layer, derivative=False)(z.v))
-    return Bounded(d.v, ar.loosen(d.e, FROM_OUTPUT_ULPS * ar.p.u * (1.0 + g)))
+    return Bounded(d.v, ar.loosen(d.e, FROM_OUTPUT_ULPS * ar.p.u * (1.0 + g), name))
 
 
 def _activation(net: reference.Network, layer: int, derivative: bool):
@@ -197,7 +215,7 @@ def _softmax_bounded(ar: _Arith, z: Bounded) -> Bounded:
 
 
 def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr,
-             forward_errors: dict[str, float] | None = None) -> tuple[list[Bounded], list[Bounded], list[Bounded]]:
+             forward_errors: ForwardErrors | None = None) -> tuple[list[Bounded], list[Bounded], list[Bounded]]:
     zs, acts, ins = [], [], []
     a = ar.exact(x)
     for layer, (W, b) in enumerate(params):
@@ -210,11 +228,11 @@ def _forward(ar: _Arith, net: reference.Network, params, x: Array, perr,
             # A factor of g (sigmoid(z) in silu = z sigmoid(z)) may underflow although g is
             # representable: 0 for silu(-89) = -2e-37 in float32.
             a = Bounded(a.v, a.e + _underflow_floor(ar, z))
-            if ar.absolute or ar.both:
-                a = Bounded(a.v, ar.loosen(a.e, ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z.v))))
-            if forward_errors and net.activations[layer][0] in forward_errors:
+            name = net.activations[layer][0]
+            a = Bounded(a.v, ar.loosen(a.e, ACTIVATION_ULPS * ar.p.u * (1.0 + np.abs(z.v)), name))
+            if forward_errors and name in forward_errors:
                 # A known finding's own relative error of the activation's value.
-                a = Bounded(a.v, a.e + forward_errors[net.activations[layer][0]] * np.abs(a.v))
+                a = Bounded(a.v, a.e + _relative_error(forward_errors[name], 0, z.v) * np.abs(a.v))
         zs.append(z)
         acts.append(a)
     return zs, acts, ins
@@ -279,11 +297,11 @@ def _loss_bound(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: A
     # at the scale of |z| before z cancels: ulp(32.4) = 7.1e-15 for 8.49e-15 at z = -32.4,
     # t = 0 in float64, an absolute error of u |z| as an activation's.
     extra = ACTIVATION_ULPS * ar.p.u * ((1.0 + np.abs(z.v)) if net.loss == "bce_logits" else 1.0)
-    terms = Bounded(terms.v, ar.loosen(terms.e, extra))
+    terms = Bounded(terms.v, ar.loosen(terms.e, extra, net.loss))
     return _sum_all(ar, terms, scale)
 
 
-def _from_log_domain(ar: _Arith, p: Bounded, z: Array, t: Array) -> Bounded:
+def _from_log_domain(ar: _Arith, p: Bounded, z: Array, t: Array, loss: str) -> Bounded:
     """A probability that autodiff of a log-loss forms as exp(z - lse) (or through the
     JVP of logaddexp): the difference is rounded with an absolute error of about
     u (1 + |z|), so p -- and 1 - p, which the loss's gradient may form instead --
@@ -294,7 +312,7 @@ def _from_log_domain(ar: _Arith, p: Bounded, z: Array, t: Array) -> Bounded:
         e = p.e + extra
         e[1] = p.e[1] + loose
         return Bounded(p.v, e)
-    return Bounded(p.v, p.e + (loose if ar.absolute else extra))
+    return Bounded(p.v, p.e + (loose if ar.loose_for(loss) else extra))
 
 
 def _underflow_floor(ar: _Arith, z: Bounded) -> Array:
@@ -303,15 +321,16 @@ def _underflow_floor(ar: _Arith, z: Bounded) -> Array:
     return ACTIVATION_ULPS * ar.p.tiny * (1.0 + np.abs(z.v))
 
 
-def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: Array) -> Bounded:
+def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t: Array,
+                  forward_errors: ForwardErrors | None = None) -> Bounded:
     scale = ref_losses.reduction_scale(net, t.shape[-2])
     T = ar.exact(t)
     if ref_losses.has_fused_delta(net):
         if net.loss in ("bce", "bce_logits"):
-            p = _from_log_domain(ar, ar.apply(reference.activations.sigmoid, z), z.v, t)
+            p = _from_log_domain(ar, ar.apply(reference.activations.sigmoid, z), z.v, t, net.loss)
         elif net.loss in ("ce", "softmax_ce"):
             shift = np.abs(z.v - z.v.max(axis=-1, keepdims=True))
-            p = _from_log_domain(ar, _softmax_bounded(ar, z), shift, t)
+            p = _from_log_domain(ar, _softmax_bounded(ar, z), shift, t, net.loss)
             p = ar.mul(p, ar.exact(t.sum(axis=-1, keepdims=True)))
         else:
             p = a
@@ -322,37 +341,39 @@ def _output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, t:
         k = a.v.shape[-1]
         s = Bounded(ga.v.sum(-1, keepdims=True), ga.e.sum(-1, keepdims=True) + k * ar.p.u * np.abs(ga.v).sum(-1, keepdims=True))
         return ar.mul(a, ar.sub(grad_a, s))
-    d = ar.mul(grad_a, _derivative(ar, net, net.n_layers - 1, z))
+    d = ar.mul(grad_a, _derivative(ar, net, net.n_layers - 1, z, forward_errors))
     return Bounded(d.v, d.e + _underflow_floor(ar, z))
 
 
 def _deltas(ar: _Arith, net: reference.Network, params, zs: list[Bounded], acts: list[Bounded], t: Array,
-            perr) -> list[Bounded]:
+            perr, forward_errors: ForwardErrors | None = None) -> list[Bounded]:
     """Every layer's delta as a bounded value: Eq. 5, then Eq. 14 layer by layer."""
-    ds = [_output_delta(ar, net, zs[-1], acts[-1], t)]
+    ds = [_output_delta(ar, net, zs[-1], acts[-1], t, forward_errors)]
     for layer in range(net.n_layers - 2, -1, -1):
         eW_next = perr[layer + 1][0]
         back = ar.affine(ds[-1], np.swapaxes(params[layer + 1][0], -1, -2), eW=None if eW_next is None else eW_next.T)
-        d = ar.mul(_derivative(ar, net, layer, zs[layer]), back)
+        d = ar.mul(_derivative(ar, net, layer, zs[layer], forward_errors), back)
         ds.append(Bounded(d.v, d.e + _underflow_floor(ar, zs[layer])))
     return ds[::-1]
 
 
 def error_bounds(
-    net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float, absolute: bool = False,
-    param_errors=None, forward_errors: dict[str, float] | None = None,
+    net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float,
+    absolute: bool | frozenset[str] = False, param_errors=None, forward_errors: ForwardErrors | None = None,
 ) -> Bounds:
     """Per-entry error bounds for a ``dtype`` computation of loss, deltas, dW, db and
     one SGD step of ``net`` on ``(params, x, t)`` -- values already in ``dtype``.
-    ``absolute`` selects the absolute-activation model (see the module docstring);
-    ``forward_errors`` gives activations a relative error of their value of their own
-    ({name: relative error}, for a known finding such as a float32 constant in float64)."""
+    ``absolute`` selects the absolute-activation model (see the module docstring), for
+    every activation and loss or for the set of names given; ``forward_errors`` gives
+    activations relative errors of their own ({name: relative error of the value} or
+    {name: (of the value, of the derivative, z from, z to)}), for a known finding such as
+    a float32 constant in float64."""
     (bounds,) = _bounds(_Arith(Precision.of(dtype), absolute), net, params, x, t, lr, param_errors, forward_errors)
     return bounds
 
 
 def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: float, param_errors,
-            forward_errors: dict[str, float] | None = None) -> list[Bounds]:
+            forward_errors: ForwardErrors | None = None) -> list[Bounds]:
     """``error_bounds`` under ``ar``'s model, or under both models (``ar.both``).  The
     arrays may carry a leading axis of networks (``set_bounds``): every operation acts
     on a network's trailing axes, and the reductions below go per network."""
@@ -362,7 +383,7 @@ def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: 
     t = np.asarray(t, np.float64)
     loss_e = _loss_bound(ar, net, zs[-1], acts[-1], t)
     unreduced = _network_sum(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)))
-    ds = _deltas(ar, net, params, zs, acts, t, perr)
+    ds = _deltas(ar, net, params, zs, acts, t, perr, forward_errors)
     dW = [ar.outer_sum(a_in, d) for a_in, d in zip(ins, ds)]
     db = [ar.column_sum(d) for d in ds]
     u = ar.p.u

@@ -134,7 +134,7 @@ def _tangents(ar: _Arith, net: reference.Network, params, zs, acts_, ins, tangen
     return dzs, das
 
 
-def _start(net, params, x, dtype: str, absolute: bool):
+def _start(net, params, x, dtype: str, absolute: bool | frozenset[str]):
     ar = _Arith(Precision.of(dtype), absolute)
     params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
     zs, acts_, ins = _forward(ar, net, params, np.asarray(x, np.float64), [(None, None)] * len(params))
@@ -142,7 +142,7 @@ def _start(net, params, x, dtype: str, absolute: bool):
 
 
 def tangent_bounds(net: reference.Network, params, x: Array, t: Array, tangent, tangent_x: Array, *,
-                   dtype: str, absolute: bool = False) -> TangentBounds:
+                   dtype: str, absolute: bool | frozenset[str] = False) -> TangentBounds:
     """Per-entry bounds of a ``dtype`` computation of ``reference.jvp``'s dE and da_l."""
     ar, params, zs, acts_, ins = _start(net, params, x, dtype, absolute)
     dzs, das = _tangents(ar, net, params, zs, acts_, ins, tangent, tangent_x)
@@ -156,7 +156,7 @@ def _second_derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounde
     second = reference.SECOND_DERIVATIVES[name]
     d = ar.apply(lambda v: second(v, **p), z, SECOND_TERMS.get(name), _landmarks(net, layer))
     d = Bounded(d.v, d.e + _underflow_floor(ar, z))
-    if not ar.absolute:
+    if not ar.loose_for(name):
         return d
     # Formed from the rounded output y, whose absolute error the model allows as
     # 4u (1 + |z|): tanh'' = -2 y (1 - y^2) moves by up to 4 e(y).
@@ -173,10 +173,10 @@ def _r_output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, 
     if ref_losses.has_fused_delta(net):
         if net.loss in ("bce", "bce_logits"):
             slope = ar.apply(acts.sigmoid_prime, z, landmarks=np.linspace(-4.0, 4.0, 33))
-            slope = _from_log_domain(ar, slope, z.v, t)
+            slope = _from_log_domain(ar, slope, z.v, t, net.loss)
             return ar.scale(ar.mul(slope, rz), scale)
         if net.loss in ("ce", "softmax_ce"):
-            p = _from_log_domain(ar, _softmax_bounded(ar, z), np.abs(z.v - z.v.max(axis=-1, keepdims=True)), t)
+            p = _from_log_domain(ar, _softmax_bounded(ar, z), np.abs(z.v - z.v.max(axis=-1, keepdims=True)), t, net.loss)
             r = ar.mul(p, ar.sub(rz, _row_sum(ar, ar.mul(p, rz))))
             return ar.scale(ar.mul(r, ar.exact(t.sum(-1, keepdims=True))), scale)
         return ar.scale(rz, scale)
@@ -192,7 +192,7 @@ def _r_output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, 
 
 
 def hvp_bounds(net: reference.Network, params, x: Array, t: Array, vector, *, dtype: str,
-               absolute: bool = False) -> list[tuple[Array, Array]]:
+               absolute: bool | frozenset[str] = False) -> list[tuple[Array, Array]]:
     """Per-entry bounds ``[(e(HvW_l), e(Hvb_l)), ...]`` of a ``dtype`` computation of
     ``reference.hvp``: the R-forward tangents, then Eq. 14 differentiated,
     ``R{delta_l} = g''(z) R{z} (delta_{l+1} W^T) + g'(z) (R{delta_{l+1}} W^T + delta_{l+1} V^T)``."""
@@ -216,7 +216,7 @@ def hvp_bounds(net: reference.Network, params, x: Array, t: Array, vector, *, dt
 
 
 def per_example_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str,
-                       absolute: bool = False) -> list[tuple[Array, Array]]:
+                       absolute: bool | frozenset[str] = False) -> list[tuple[Array, Array]]:
     """Per entry of every per-example dW (batch, n_in, n_out) and db (batch, n_out): the
     gradient model's bound for example n alone (a one-row batch, where Eq. 15's sum is
     the single product delta_j a_i) under reduction "sum", times the batch's reduction

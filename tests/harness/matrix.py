@@ -80,8 +80,21 @@ def known_table(runs: dict[str, RunData]) -> list[list[str]]:
         for r in run.records:
             if r.known is not None:
                 counts.setdefault((r.target, r.known), Counter())[env] += 1
-    return [[t, reason[:120], *(str(c[e]) if c[e] else ABSENT for e in runs)]
-            for (t, reason), c in sorted(counts.items())]
+    return [[t, entry, *(str(c[e]) if c[e] else ABSENT for e in runs)]
+            for (t, entry), c in sorted(counts.items())]
+
+
+def entry_table(runs: dict[str, RunData]) -> list[list[str]]:
+    """Per known entry and environment: out of range, or comparisons explained and the
+    reproducer's verdict (from each run's ``known_discrepancies`` rows)."""
+    cells: dict[str, dict[str, str]] = {}
+    for env, run in runs.items():
+        for entry_id, versions, explained, _largest, _crashes, reproducer in run.environment.get("known_discrepancies", []):
+            if versions.startswith("out of range"):
+                cells.setdefault(entry_id, {})[env] = "out of range"
+            else:
+                cells.setdefault(entry_id, {})[env] = f"{explained} explained; {reproducer}"
+    return [[entry_id, *(c.get(e, ABSENT) for e in runs)] for entry_id, c in sorted(cells.items())]
 
 
 def matrix_blocks(runs: dict[str, RunData]) -> list[tuple]:
@@ -99,8 +112,10 @@ def matrix_blocks(runs: dict[str, RunData]) -> list[tuple]:
         ("table", ["env", *PACKAGES, *OUTCOMES, "seconds"], summary),
         ("h", 2, "Largest entry-wise error/allowed per target and dtype (known discrepancies excluded)"),
         ("table", ["target", "dtype", *envs], worst_table(runs)),
+        ("h", 2, "Known discrepancies per environment: in range or not, comparisons explained, reproducer"),
+        ("table", ["entry", *envs], entry_table(runs) or [["-", *[ABSENT] * len(envs)]]),
         ("h", 2, "Comparisons explained by a known discrepancy"),
-        ("table", ["target", "reason", *envs], known_table(runs) or [["-", "none matched", *[ABSENT] * len(envs)]]),
+        ("table", ["target", "entry", *envs], known_table(runs) or [["-", "none matched", *[ABSENT] * len(envs)]]),
         ("h", 2, f"Tests whose outcome differs between environments, or that fail ({len(diff)})"),
         ("p", f"'{ABSENT}': not run there (the framework is not installed, or the test was not selected)."),
         ("table", ["test", *envs], diff[:MAX_ROWS] or [["none: every test has one outcome everywhere", *[""] * len(envs)]]),

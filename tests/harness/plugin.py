@@ -28,6 +28,7 @@ settings.register_profile("thorough", max_examples=1000, deadline=None, print_bl
 # Relative example budgets: un-jitted jax compiles every primitive per new shape
 # (~1 s an example here), jax-jit the whole function (0.15-0.9 s a new shape).
 TARGET_BUDGET = {"jax": 0.1, "jax-jit": 0.3}
+PROJECT_KNOWN = Path(__file__).parents[1] / "suite" / "known_discrepancies.toml"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,7 +37,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--devices", help="comma-separated device kinds or names, e.g. cpu,cuda:0 (env DELTACHECK_DEVICES); default every reported device")
     group.addoption("--dtypes", help=f"comma-separated dtypes from {','.join(DTYPES)} (env DELTACHECK_DTYPES); default all")
     group.addoption("--adapter", action="append", default=[], help="import path of an extra adapter module defining TARGETS (env DELTACHECK_ADAPTER, comma-separated)")
-    group.addoption("--known-discrepancies", default=str(Path(__file__).parents[1] / "suite" / "known_discrepancies.toml"), help="file of known entry-wise discrepancies")
+    group.addoption("--known-discrepancies", action="append", default=[], metavar="FILE",
+                    help=f"a file of known discrepancies, read beside the project's {PROJECT_KNOWN} (repeatable; "
+                         "an outside adapter's entries name its own targets)")
+    group.addoption("--no-project-discrepancies", action="store_true",
+                    help="do not read the project's known-discrepancies file (judge every target by --known-discrepancies alone)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,7 +58,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except selection.UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     config._deltacheck_targets = targets
-    config._deltacheck_known = known.load(Path(config.getoption("known_discrepancies")))
+    files = [] if config.getoption("no_project_discrepancies") else [PROJECT_KNOWN]
+    files += [Path(f) for f in config.getoption("known_discrepancies")]
+    try:
+        config._deltacheck_known = known.load(list(dict.fromkeys(files)))
+    except known.KnownFileError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config._deltacheck_seed = _run_seed(config)
     config._deltacheck_results = results.Results()
 
@@ -101,6 +111,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for v in metafunc.config._deltacheck_variants:
             seen.setdefault(f"{v.target}-{v.device}", v)
         metafunc.parametrize("target_device", [_param(v, k) for k, v in seen.items()], ids=list(seen))
+
+
+    if "known_reproducer" in metafunc.fixturenames:
+        params = [pytest.param((entry, target), id=f"{entry.id}-{target}")
+                  for entry in metafunc.config._deltacheck_known for target in entry.targets]
+        metafunc.parametrize("known_reproducer", params)
 
 
 def _param(v: selection.Variant, id_: str):

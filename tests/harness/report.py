@@ -179,6 +179,10 @@ def blocks(data: RunData, images: Sequence[str]) -> list[Block]:
         out += [("h", 2, "Largest error/allowed per target and dtype (1.0 = at the bound)"),
                 ("table", ["target", "dtype", "entry-wise", "tensor-wise", "quantity", "activations",
                            "comparisons", "known", "case"], worst_per_target(data.records))]
+    if env.get("known_discrepancies"):
+        out += [("h", 2, "Known discrepancies"),
+                ("table", ["entry", "versions", "comparisons explained", "largest error/allowed explained",
+                           "crashes explained", "reproducer"], env["known_discrepancies"])]
     captions = {"outcomes.png": "Outcomes per property (rows) and framework version, device, dtype (columns)",
                 "ratios.png": "Entry-wise error/allowed per target and dtype",
                 "worst.png": "Worst error/allowed per activation and per quantity",

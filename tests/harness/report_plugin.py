@@ -144,18 +144,13 @@ class ReportPlugin:
             return
         doc = json.loads(payload)
         merged: results.Results = self.config._deltacheck_results
-        for d in doc["records"]:
-            merged.add(results.Record(**{**d, "activations": tuple(d["activations"])}))
-        merged.used_known.update(doc["used_known"])
-        merged.training_runs += doc.get("training_runs", [])
-        self.per_worker[node.gateway.id] += len(doc["records"])
+        self.per_worker[node.gateway.id] += merged.merge(doc)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         res: results.Results = self.config._deltacheck_results
         if self.is_worker:
-            self.config.workeroutput[PAYLOAD] = json.dumps(
-                {"records": res.as_json(), "used_known": sorted(res.used_known), "training_runs": res.training_runs})
+            self.config.workeroutput[PAYLOAD] = json.dumps(res.payload())
             return
         target = report_dir(self.config)
         if target is None or exitstatus not in WRITTEN_ON or not self.outcomes:
@@ -163,7 +158,8 @@ class ReportPlugin:
         env = environment(self.config)
         env.update(started=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)),
                    duration_s=time.time() - self.started, exitstatus=int(exitstatus),
-                   workers=dict(self.per_worker) or {"main": len(res.records)})
+                   workers=dict(self.per_worker) or {"main": len(res.records)},
+                   known_discrepancies=res.known_rows(self.config._deltacheck_known))
         data = RunData(env, list(self.outcomes.values()), list(res.records), list(res.training_runs))
         seconds = write_report(self.config.invocation_params.dir / target, data)
         self.written = f"deltacheck: report in {target}/report.html ({len(data.records)} records, written in {seconds:.1f} s)"

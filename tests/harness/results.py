@@ -6,12 +6,13 @@ ratio per target and dtype so everyone sees how tight the error model is.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from harness.compare import Comparison
-from harness.known import Discrepancy
+from harness.known import Discrepancy, explain_failure
 
 
 @dataclass
@@ -24,14 +25,16 @@ class Record:
     activations: tuple[str, ...]
     entry_ratio: float
     tensor_ratio: float
-    known: str | None
+    known: str | None  # the id(s) of the known entries that explained a failure, joined by '+'
     case: str
 
 
 @dataclass
 class Results:
     records: list[Record] = field(default_factory=list)
-    used_known: set[int] = field(default_factory=set)  # indices into the known list
+    # Crashes a known entry explained, and each entry's reproducer verdict, by entry id.
+    crashes: Counter[str] = field(default_factory=Counter)
+    reproducers: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> target -> verdict
     # Models trained by the post's training runs, as plain JSON for the report's figures:
     # test, target, device, dtype, experiment, passes, measure, score, params [[W, b], ...].
     training_runs: list[dict] = field(default_factory=list)
@@ -42,41 +45,58 @@ class Results:
     def as_json(self) -> list[dict]:
         return [asdict(r) for r in self.records]
 
+    def merge(self, doc: dict) -> int:
+        """Add a worker's records, crashes and reproducer verdicts (``payload``)."""
+        for d in doc["records"]:
+            self.add(Record(**{**d, "activations": tuple(d["activations"])}))
+        self.crashes.update(doc.get("crashes", {}))
+        for entry_id, verdicts in doc.get("reproducers", {}).items():
+            self.reproducers.setdefault(entry_id, {}).update(verdicts)
+        self.training_runs += doc.get("training_runs", [])
+        return len(doc["records"])
+
+    def payload(self) -> dict:
+        return {"records": self.as_json(), "crashes": dict(self.crashes), "reproducers": self.reproducers,
+                "training_runs": self.training_runs}
+
     def summary_lines(self, known: list[Discrepancy]) -> list[str]:
-        if not self.records:
-            return []
-        worst: dict[tuple[str, str], Record] = {}
-        for r in self.records:
-            k = (r.target, r.dtype)
-            if r.known is None and (k not in worst or r.entry_ratio > worst[k].entry_ratio):
-                worst[k] = r
-        lines = ["", "deltacheck: largest error/allowed per target and dtype (1.0 = at the bound)"]
-        for (target, dtype), r in sorted(worst.items()):
-            lines.append(
-                f"  {target:<12} {dtype:<9} entry-wise {r.entry_ratio:9.3g}  tensor-wise "
-                f"{r.tensor_ratio:9.3g}  ({r.quantity}, {len(self._of(target, dtype))} comparisons)"
-            )
-        known_hits = [r for r in self.records if r.known]
-        if known_hits:
-            lines.append(f"deltacheck: {len(known_hits)} entry-wise finding(s) matched known discrepancies")
-        tests_run = {r.test for r in self.records}
-        for i, d in enumerate(known):
-            pattern = d.test.replace("[", "[[]")
-            if i not in self.used_known and any(fnmatch.fnmatchcase(t, pattern) for t in tests_run):
-                scope = ", ".join(
-                    part for part in (
-                        d.quantity and f"quantity {d.quantity}",
-                        d.activations and f"activations {'/'.join(d.activations)}",
-                        d.losses and f"losses {'/'.join(d.losses)}",
-                        d.when and f"when {d.when}",
-                    ) if part
-                )
+        lines = []
+        if self.records:
+            worst: dict[tuple[str, str], Record] = {}
+            for r in self.records:
+                k = (r.target, r.dtype)
+                if r.known is None and (k not in worst or r.entry_ratio > worst[k].entry_ratio):
+                    worst[k] = r
+            lines += ["", "deltacheck: largest unexplained error/allowed per target and dtype (1.0 = at the bound)"]
+            for (target, dtype), r in sorted(worst.items()):
                 lines.append(
-                    f"deltacheck: WARNING known discrepancy #{i + 1} ({d.test}; {scope or 'any'}) "
-                    "matched nothing in the tests it names: a finding that disappeared, or a case "
-                    "this run did not draw"
+                    f"  {target:<12} {dtype:<9} entry-wise {r.entry_ratio:9.3g}  tensor-wise "
+                    f"{r.tensor_ratio:9.3g}  ({r.quantity}, {len(self._of(target, dtype))} comparisons)"
                 )
+        rows = self.known_rows(known)
+        if any(row[2] != "0" or row[4] != "0" or row[5] != "-" for row in rows):
+            lines += ["", "deltacheck: known discrepancies (entry: versions; comparisons explained, largest "
+                          "error/allowed explained, crashes explained; reproducer)"]
+            lines += [f"  {row[0]}: {row[1]}; {row[2]}, {row[3]}, {row[4]}; {row[5]}" for row in rows]
         return lines
+
+    def known_rows(self, known: list[Discrepancy]) -> list[list[str]]:
+        """Per entry: id, its version verdict, the comparisons it explained (alone or with
+        other entries), the largest entry-wise error/allowed among them, the crashes it
+        explained, and its reproducer's verdict -- the console's and the report's numbers."""
+        explained: dict[str, list[float]] = {}
+        for r in self.records:
+            for entry_id in (r.known or "").split("+"):
+                if entry_id:
+                    explained.setdefault(entry_id, []).append(r.entry_ratio)
+        rows = []
+        for d in known:
+            ratios = explained.get(d.id, [])
+            applies, why = d.version_verdict
+            rows.append([d.id, why if applies else f"out of range: {why}", str(len(ratios)),
+                         f"{max(ratios):.3g}" if ratios else "-", str(self.crashes.get(d.id, 0)),
+                         "; ".join(f"{t}: {v}" for t, v in sorted(self.reproducers.get(d.id, {}).items())) or "-"])
+        return rows
 
     def _of(self, target: str, dtype: str) -> list[Record]:
         return [r for r in self.records if r.target == target and r.dtype == dtype]
@@ -97,34 +117,32 @@ class Recorder:
     profile: str
 
     def check(self, variant, case, comps: list[Comparison]) -> list[Comparison]:
+        """Record every comparison; return the failing ones no known entry explains."""
         acts = {name for name, _ in case.network.activations}
         case_text = repr(case)
+        applicable = functools.cache(
+            lambda d: d.applies(variant.target, variant.device, variant.dtype, self.name, case))
         failing = []
         for c in comps:
             quantity = _KEY.match(c.key).group(0)
-            reason = None
-            if c.failed:
-                for i, d in enumerate(self.known):
-                    if d.explains(self.name, c, case):
-                        reason = d.reason
-                        self.results.used_known.add(i)
-                        break
+            explained = explain_failure(self.known, applicable, c, case) if c.failed else []
+            known = "+".join(d.id for d in explained) or None
             self.results.add(Record(
                 self.name, variant.target, variant.device, variant.dtype, quantity,
-                tuple(sorted(acts)), c.entry_ratio, c.tensor_ratio, reason, case_text,
+                tuple(sorted(acts)), c.entry_ratio, c.tensor_ratio, known, case_text,
             ))
-            if c.failed and reason is None:
+            if c.failed and known is None:
                 failing.append(c)
         return failing
 
-    def explain_crash(self, case) -> str | None:
-        """The reason of a known discrepancy that names a condition this case meets
-        (``when = ...``), for an adapter that raises instead of returning: e.g.
-        torch's softplus(threshold=inf) overflowing into bce's range check."""
-        for i, d in enumerate(self.known):
-            if d.when is not None and d.explains_case(self.name, case):
-                self.results.used_known.add(i)
-                return d.reason
+    def explain_crash(self, variant, case, exc: BaseException) -> str | None:
+        """The id of a known entry that names this exception (``raises``) and applies to
+        the case: e.g. torch's softplus(threshold=inf) overflowing into bce's range check."""
+        for d in self.known:
+            if d.raises is not None and d.raises.matches(exc) and d.applies(
+                    variant.target, variant.device, variant.dtype, self.name, case):
+                self.results.crashes[d.id] += 1
+                return d.id
         return None
 
     def record_training_run(self, target: str, device: str, dtype: str, experiment: str, passes: int,

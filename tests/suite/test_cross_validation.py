@@ -12,12 +12,13 @@ float64 on inputs already rounded to the tested dtype.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 from hypothesis import assume, given, seed, settings
 
 import reference
-from harness.compare import Comparison, Mismatch
+from harness.compare import Comparison, Mismatch, scoped_bounds
 from harness.crossval import check_quantities, compute_or_reject, failure_message, run_hypothesis
 from harness.error_model import SAFETY, both_bounds, error_bounds, fits_dtype, round_to, trajectory_bounds
 from harness.plugin import example_budget
@@ -68,6 +69,8 @@ def _drift_comparisons(case, history) -> list[Comparison]:
         strict = trajectory_bounds(net, case.params, case.x, case.t, **kw)
         loose = trajectory_bounds(net, case.params, case.x, case.t, absolute=True, **kw)
     expected = reference.train(net, case.params, case.x, case.t, lr=case.lr, steps=TRAJECTORY_STEPS)
+    scoped_history = functools.cache(lambda scope, forward: trajectory_bounds(
+        net, case.params, case.x, case.t, absolute=scope, forward_errors=dict(forward), **kw))
     out = []
     for k, (after, want, (sW, sb), (lW, lb)) in enumerate(zip(history, expected, strict, loose), 1):
         if not all(np.isfinite(a).all() for a in (*sW, *sb, *lW, *lb)):
@@ -75,9 +78,15 @@ def _drift_comparisons(case, history) -> list[Comparison]:
         for l, ((W, b), (eW, eb)) in enumerate(zip(after, want)):
             n = l + 1
             for key, got, ref, bound, lbound in (("W", W, eW, sW[l], lW[l]), ("b", b, eb, sb[l], lb[l])):
+                which = 0 if key == "W" else 1
+
+                def scoped(scope, forward, k=k, l=l, which=which):
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        return SAFETY * scoped_history(scope, forward)[k - 1][which][l]
+
                 out.append(Comparison(
                     f"{key} of layer {n} after {k} of {TRAJECTORY_STEPS} steps from the same start, Eq. 7",
-                    f"{key}_traj[{n}]@{k}", case.dtype, got, ref, SAFETY * bound, SAFETY * lbound))
+                    f"{key}_traj[{n}]@{k}", case.dtype, got, ref, SAFETY * bound, SAFETY * lbound, scoped=scoped))
     return out
 
 
@@ -111,13 +120,20 @@ def _step_comparisons(case, params, after, step: int) -> list[Comparison]:
     net = case.network
     b, loose = both_bounds(net, params, case.x, case.t, dtype=case.dtype, lr=case.lr)
     assume(fits_dtype(b, case.dtype))
-    expected = reference.sgd_step(params, reference.gradients(net, params, case.x, case.t), case.lr)
+    grads = reference.gradients(net, params, case.x, case.t)
+    expected = reference.sgd_step(params, grads, case.lr)
+    scoped = scoped_bounds(case, params)
     out = []
-    for l, ((W, bias), (eW, eb)) in enumerate(zip(after, expected)):
+    for l, ((W, bias), (eW, eb), (gW, gb), (pW, pb)) in enumerate(zip(after, expected, grads, params)):
         n = l + 1
-        for key, got, want, bound, lbound in (
-            ("W", W, eW, b.stepped_W[l], loose.stepped_W[l]), ("b", bias, eb, b.stepped_b[l], loose.stepped_b[l])
+        for key, got, want, bound, lbound, grad, param in (
+            ("W", W, eW, b.stepped_W[l], loose.stepped_W[l], gW, pW),
+            ("b", bias, eb, b.stepped_b[l], loose.stepped_b[l], gb, pb),
         ):
+            # A finding's size is measured against |W| + lr |dW|, as for the single step.
+            scale = np.abs(np.asarray(param, np.float64)) + case.lr * np.abs(grad)
             out.append(Comparison(f"{key} of layer {n} after step {step} of {TRAJECTORY_STEPS}, Eq. 7",
-                                  f"{key}_step[{n}]@{step}", case.dtype, got, want, SAFETY * bound, SAFETY * lbound))
+                                  f"{key}_step[{n}]@{step}", case.dtype, got, want, SAFETY * bound, SAFETY * lbound,
+                                  scale, lambda scope, forward, key=key, l=l: SAFETY * scoped(scope, forward).of(
+                                      f"{key}_step", l)))
     return out

@@ -37,7 +37,7 @@ def _grads_or_reject(method, variant, case: Case, shards: int, unsupported: list
     def call():
         return method(problem_of(case), device=variant.device, dtype=variant.dtype, shards=shards)
 
-    return run_or_reject(call, case, unsupported, recorder)
+    return run_or_reject(call, variant, case, unsupported, recorder)
 
 
 def test_data_parallel_gradients_match_reference(variant, recorder, run_seed, pytestconfig):
