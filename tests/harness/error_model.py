@@ -23,7 +23,8 @@ run is printed so the model's tightness is visible.
 Two variants: the *strict* model assumes every activation and derivative is
 evaluated accurately relative to itself (as the reference does); the
 *absolute-activation* model also allows each activation value an absolute error of
-a few u (1 + |z|), each derivative 16u (1 + |g(z)|) (twice the
+a few u (1 + |z|), each derivative 16u (1 + |g(z)|), plus the growth of a factor that
+multiplies the output (``FROM_OUTPUT_SENSITIVITY``) (twice the
 output error of XLA's float64 tanh near 1, from which 1 - y^2 is formed), and each log-loss term and
 loss probability a few u, which is what common
 implementations reach when they form a derivative from the rounded output y
@@ -62,6 +63,15 @@ SAFETY = 2.0  # covers the reference's own float64 rounding, of the same size in
 # tanh near +-1 is 3.5 ulp = 7u -- jax's mish'(19.94) = tanh(sp) + z (1 - tanh(sp)^2) s(z)
 # errs by 268u (1 + |g| = 21), past 2 x 4u x 21 = 168u allowed with 4 ulps.
 FROM_OUTPUT_ULPS = 16.0
+# Derivatives that multiply the rounded output by a factor growing with |z|: the
+# from-output error of the derivative is the output's error times |d g' / d y| on top of
+# 1 + |g|.  gelu_tanh' = 0.5 (1 + y) + 0.5 z (1 - y^2) v'(z), y = tanh(v): |d g'/d y| <=
+# 0.5 + |z| v'(z), so XLA's float64 tanh (7u near -1) makes jax's gelu_tanh'(-6) err by
+# 38.6u (mpmath), past the 16u that 1 + |g| allowed; |z| v'(-6) = 27.9.
+FROM_OUTPUT_SENSITIVITY = {
+    "gelu_tanh": lambda z: np.abs(np.clip(z, -1e4, 1e4)) * math.sqrt(2.0 / math.pi)
+    * (1.0 + 3 * 0.044715 * np.clip(z, -1e4, 1e4) ** 2),
+}
 # A known finding's relative errors of an activation: {name: rel} (of the value), or
 # {name: (of the value, of the derivative, z from, z to)}.
 ForwardErrors = dict[str, float | tuple[float, float, float, float]]
@@ -184,7 +194,8 @@ def _derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounded,
     if not ar.loose_for(name):
         return d
     g = np.abs(_activation(net, layer, derivative=False)(z.v))
-    return Bounded(d.v, ar.loosen(d.e, FROM_OUTPUT_ULPS * ar.p.u * (1.0 + g), name))
+    sensitivity = FROM_OUTPUT_SENSITIVITY[name](z.v) if name in FROM_OUTPUT_SENSITIVITY else 0.0
+    return Bounded(d.v, ar.loosen(d.e, FROM_OUTPUT_ULPS * ar.p.u * (1.0 + g + sensitivity), name))
 
 
 def _activation(net: reference.Network, layer: int, derivative: bool):
