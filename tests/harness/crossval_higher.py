@@ -49,8 +49,9 @@ def _finite(arrays) -> bool:
 
 def _compare(quantity: str, key: str, case: Case, got, want, strict, loose, scoped=None) -> Comparison:
     """``scoped(scope)``: the loose bound with the absolute-activation model scoped to
-    ``scope``; a known finding's relative errors of values are not modelled here."""
-    rescoped = None if scoped is None else (lambda scope, forward: None if forward else SAFETY * np.asarray(scoped(scope)))
+    ``scope``.  A known finding's own relative errors of values are not carried through
+    these bounds: such an entry explains here within its absolute-activation part."""
+    rescoped = None if scoped is None else (lambda scope, forward: SAFETY * np.asarray(scoped(scope)))
     return Comparison(quantity, key, case.dtype, np.asarray(got, np.float64), np.asarray(want, np.float64),
                       SAFETY * np.asarray(strict), SAFETY * np.asarray(loose), scoped=rescoped)
 

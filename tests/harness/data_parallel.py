@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 import reference
-from harness.compare import Comparison, Mismatch
+from harness.compare import Comparison, Mismatch, scoped_bounds
 from harness.crossval import rebuild_expression
 from harness.error_model import SAFETY, Precision, both_bounds
 from harness.strategies import Case
@@ -65,6 +65,7 @@ def data_parallel_comparisons(case: Case, shards: int, grads) -> list[Comparison
     strict, loose = both_bounds(net, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
     want = reference.gradients(net, case.params, case.x, case.t)
     extra = split_sum_allowance(case, shards)
+    scoped = scoped_bounds(case)
     out = []
     for l in range(net.n_layers):
         n, last = l + 1, l + 1 == net.n_layers
@@ -73,7 +74,8 @@ def data_parallel_comparisons(case: Case, shards: int, grads) -> list[Comparison
             out.append(Comparison(
                 f"data-parallel {what} of layer {n} (Eq. {eq}, batch split over {shards} shards, all-reduced)",
                 f"{key}[{n}]", case.dtype, np.asarray(grads[l][i], np.float64), want[l][i],
-                SAFETY * (bound[l] + extra[l][i]), SAFETY * (lbound[l] + extra[l][i])))
+                SAFETY * (bound[l] + extra[l][i]), SAFETY * (lbound[l] + extra[l][i]),
+                scoped=lambda scope, forward, key=key, l=l, i=i: SAFETY * (scoped(scope, forward).of(key, l) + extra[l][i])))
     return out
 
 

@@ -67,7 +67,7 @@ class Results:
                 k = (r.target, r.dtype)
                 if r.known is None and (k not in worst or r.entry_ratio > worst[k].entry_ratio):
                     worst[k] = r
-            lines += ["", "deltacheck: largest unexplained error/allowed per target and dtype (1.0 = at the bound)"]
+            lines += ["", "deltacheck: largest error/allowed per target and dtype, known discrepancies excluded (1.0 = at the bound)"]
             for (target, dtype), r in sorted(worst.items()):
                 lines.append(
                     f"  {target:<12} {dtype:<9} entry-wise {r.entry_ratio:9.3g}  tensor-wise "
