@@ -44,9 +44,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="do not read the project's known-discrepancies file (judge every target by --known-discrepancies alone)")
 
 
+PROFILES = ("dev", "ci", "thorough")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("hypothesis_profile", None) is None:
+    profile = config.getoption("hypothesis_profile", None)
+    if profile is None:
         settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    else:
+        try:
+            settings.get_profile(profile)
+        except Exception:  # hypothesis raises InvalidArgument for an unregistered name
+            raise pytest.UsageError(f"--hypothesis-profile names {profile!r}; known profiles: "
+                                    f"{', '.join(PROFILES)}") from None
+        settings.load_profile(profile)  # before hypothesis's own plugin, so the seed below sees it
     external = tuple(config.getoption("adapter")) + selection.split_option(None, "DELTACHECK_ADAPTER", ())
     try:
         loaded = selection.load_all(tuple(dict.fromkeys(external)))

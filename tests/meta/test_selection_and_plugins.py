@@ -249,3 +249,18 @@ def test_a_framework_that_is_not_installed_is_skipped_with_the_import_error(
     ])
     outcomes = result.parseoutcomes()
     assert result.ret == pytest.ExitCode.OK and set(outcomes) == {"skipped"}, outcomes
+
+
+def test_an_unknown_hypothesis_profile_is_a_usage_error_listing_the_profiles(pytester: pytest.Pytester) -> None:
+    result = _pytest(pytester, "--co", "-q", "--hypothesis-profile", "nosuch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --hypothesis-profile names 'nosuch'; known profiles: dev, ci, thorough"])
+
+
+def test_the_ci_profile_draws_the_same_cases_without_the_ci_variable(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    result = _pytest(pytester, "--co", "--hypothesis-profile", "ci", "--frameworks", "torch")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["deltacheck: hypothesis profile 'ci' (60 examples per test), seed 0 *"])
