@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
 import known  # noqa: E402
 import results  # noqa: E402
-from adapters.interface import load_target  # noqa: E402
+from adapters.registry import load_target  # noqa: E402
 from selection import Variant  # noqa: E402
 
 TARGETS = ("torch", "torch-func", "jax", "jax-jit")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from adapters import torch_adapter
-from adapters.interface import load_target
+from adapters.registry import load_target
 
 THRESHOLD = 0.5
 

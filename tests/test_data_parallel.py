@@ -53,7 +53,8 @@ from hypothesis import strategies as st
 from strategies import Case, build_case, cases
 
 import reference
-from adapters.interface import Unsupported, capability, load_target
+from adapters.interface import Unsupported, capability
+from adapters.registry import load_target
 
 SCALINGS = 4
 SHARDS = (2, 3)
@@ -104,7 +105,7 @@ def failure_message(variant, case: Case, shards: int, failing, recorder) -> str:
         "", f"case: {case!r}", f"shards: {shards} (parts of {parts} rows)", "",
         "reproduce (from the repository root, PYTHONPATH=.:tests):",
         "    import numpy as np, reference, strategies; from crossval import problem_of",
-        "    from adapters.interface import load_target",
+        "    from adapters.registry import load_target",
         f"    case = {rebuild_expression(case)}",
         f"    got = load_target({variant.target!r}).data_parallel_grads(problem_of(case), "
         f"device={variant.device!r}, dtype={variant.dtype!r}, shards={shards})",

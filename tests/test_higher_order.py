@@ -22,7 +22,7 @@ from deltacheck_plugin import example_budget
 from selection import Variant
 from strategies import cases
 
-from adapters.interface import load_target
+from adapters.registry import load_target
 
 RUN_SEED = 0
 EXAMPLES_PER_BUDGET = 3  # three searches share the gradient test's example budget

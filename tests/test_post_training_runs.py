@@ -42,7 +42,8 @@ from results import Recorder, Results
 from selection import Variant
 
 import reference
-from adapters.interface import Unsupported, capability, load_target
+from adapters.interface import Unsupported, capability
+from adapters.registry import load_target
 
 STEPS = 25  # updates compared step by step; all in the first pass (lr 0.5 or 0.02)
 FULL_RUN_PROFILES = ("thorough",)
@@ -106,7 +107,7 @@ def _failure(variant, run: OnlineRun, failing, recorder, what: str) -> str:
     return "\n".join([
         f"{variant.id}: {what}", "", *[c.describe() for c in failing], "",
         f"run: {run!r}",
-        f"rebuild it: {run.rebuild()}; then adapters.interface.load_target({variant.target!r}).train_online("
+        f"rebuild it: {run.rebuild()}; then adapters.registry.load_target({variant.target!r}).train_online("
         f"crossval.problem_of(run), device={variant.device!r}, dtype={variant.dtype!r}, schedule=schedule)",
         f"rerun exactly this test: {recorder.rerun_command()}",
     ])
