@@ -7,7 +7,7 @@ requested device, computes with its framework's autodiff and returns NumPy
 float64 results.  Tests compare those results with ``reference/``; adapters never
 import it.
 
-Vocabulary shared with ``reference/`` (a test checks the two agree):
+Vocabulary shared with ``reference/`` (``tests/test_vocabulary.py`` checks the two agree):
 
 * activations -- ``ACTIVATIONS`` maps each name to its parameters and defaults;
   ``softmax`` is allowed on the output layer only.
@@ -24,18 +24,21 @@ of ``HigherOrder`` (forward mode, Hessian-vector products, per-example and
 data-parallel gradients, the post's online training loop); the tests skip, naming the
 method, where it does not.
 
+A network is validated once, here: ``NetworkSpec`` and ``Problem`` reject an unknown
+activation, parameter, loss or reduction and mismatched shapes when they are built, so
+every adapter receives a well-formed problem and none checks it again.
+
 A framework outside this repository plugs in by exposing, from any importable
-module, ``TARGETS: dict[str, Adapter]``; see ``load_targets``.
+module, ``TARGETS: dict[str, Adapter]``; ``adapters.registry`` loads it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -83,7 +86,8 @@ class Unsupported(Exception):
 
 @dataclass(frozen=True)
 class Activation:
-    """One layer's activation: a name from ``ACTIVATIONS`` and its parameters."""
+    """One layer's activation: a name from ``ACTIVATIONS`` and its parameters (those
+    left out take the defaults).  ``NetworkSpec`` checks both."""
 
     name: str
     params: Mapping[str, float] = field(default_factory=dict)
@@ -92,26 +96,96 @@ class Activation:
         return float(self.params.get(key, ACTIVATIONS[self.name][key]))
 
 
+def _check_activation(act: object, layer: int, n_layers: int) -> None:
+    """``act`` names a known activation with known, real-valued parameters, and an
+    output-only activation sits on the output layer."""
+    if not isinstance(act, Activation):
+        raise ValueError(f"activation of layer {layer} is {act!r}; give an Activation(name, params)")
+    if act.name not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {act.name!r} for layer {layer}; known activations: {', '.join(ACTIVATIONS)}"
+        )
+    allowed = ACTIVATIONS[act.name]
+    for key, value in act.params.items():
+        if key not in allowed:
+            raise ValueError(
+                f"activation {act.name!r} of layer {layer} has no parameter {key!r}; "
+                f"its parameters: {', '.join(allowed) or 'none'}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) or math.isnan(value):
+            raise ValueError(
+                f"parameter {key}={value!r} of activation {act.name!r} (layer {layer}) must be a real number"
+            )
+    if act.name in OUTPUT_ONLY_ACTIVATIONS and layer < n_layers:
+        raise ValueError(
+            f"activation {act.name!r} of layer {layer} is allowed on the output layer ({n_layers}) only"
+        )
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A fully connected network: ``sizes[0]`` inputs, ``sizes[-1]`` outputs."""
+    """A fully connected network: ``sizes[0]`` inputs, ``sizes[-1]`` outputs, one
+    activation per layer, a loss from ``LOSSES`` and a reduction from ``REDUCTIONS``.
+    Built only if valid: the one check every adapter relies on."""
 
     sizes: tuple[int, ...]
     activations: tuple[Activation, ...]
     loss: str
     reduction: str = "sum"
 
+    def __post_init__(self) -> None:
+        if len(self.sizes) < 2:
+            raise ValueError(f"sizes={self.sizes!r} has {len(self.sizes)} entries; give at least (n_input, n_output)")
+        for i, n in enumerate(self.sizes):
+            if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+                raise ValueError(f"sizes[{i}] is {n!r}; every width must be an integer >= 1")
+        n_layers = len(self.sizes) - 1
+        if len(self.activations) != n_layers:
+            raise ValueError(
+                f"activations has {len(self.activations)} entries but sizes {self.sizes} make "
+                f"{n_layers} layers; give one per layer"
+            )
+        for layer, act in enumerate(self.activations, start=1):
+            _check_activation(act, layer, n_layers)
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; known losses: {', '.join(LOSSES)}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {self.reduction!r}; known reductions: {', '.join(REDUCTIONS)}")
+        required, output = OUTPUT_ACTIVATION_FOR_LOSS.get(self.loss), self.activations[-1].name
+        if required is not None and output != required:
+            raise ValueError(f"loss {self.loss!r} needs output activation {required!r}, not {output!r}")
+
 
 @dataclass(frozen=True)
 class Problem:
     """A network, its parameters ``[(W, b), ...]`` with ``W`` of shape (n_in, n_out),
     a batch ``x`` of shape (batch, n_in) and targets ``t`` of shape (batch, n_out),
-    all float64 holding values exactly representable in the dtype under test."""
+    all float64 holding values exactly representable in the dtype under test.  Built
+    only if the shapes agree with the network (a batch may be empty)."""
 
     network: NetworkSpec
     params: Params
     x: np.ndarray
     t: np.ndarray
+
+    def __post_init__(self) -> None:
+        sizes = self.network.sizes
+        if len(self.params) != len(sizes) - 1:
+            raise ValueError(
+                f"params has {len(self.params)} layers but the network has {len(sizes) - 1}; "
+                "give one (W, b) pair per layer"
+            )
+        for layer, ((w, b), n_in, n_out) in enumerate(zip(self.params, sizes[:-1], sizes[1:]), start=1):
+            if np.shape(w) != (n_in, n_out) or np.shape(b) != (n_out,):
+                raise ValueError(
+                    f"layer {layer} has W of shape {np.shape(w)} and b of shape {np.shape(b)}; "
+                    f"sizes {sizes} need {(n_in, n_out)} and {(n_out,)}"
+                )
+        batch = np.shape(self.x)[0] if np.ndim(self.x) == 2 else None
+        if np.shape(self.x) != (batch, sizes[0]):
+            raise ValueError(f"x has shape {np.shape(self.x)}; give (batch, {sizes[0]}) for sizes {sizes}")
+        if np.shape(self.t) != (batch, sizes[-1]):
+            raise ValueError(f"t has shape {np.shape(self.t)}; x's batch and sizes {sizes} need {(batch, sizes[-1])}")
 
 
 @dataclass
@@ -211,7 +285,7 @@ class HigherOrder(Protocol):
 HIGHER_ORDER_METHODS = ("jvp", "hvp", "per_example_grads", "data_parallel_grads", "train_online")
 
 
-def capability(adapter: Adapter, method: str):
+def capability(adapter: Adapter, method: str) -> Callable[..., Any]:
     """``adapter``'s bound ``method`` (one of ``HIGHER_ORDER_METHODS``); ``Unsupported``
     when the target does not implement it."""
     if method not in HIGHER_ORDER_METHODS:
@@ -220,72 +294,3 @@ def capability(adapter: Adapter, method: str):
     if bound is None:
         raise Unsupported(f"target {getattr(adapter, 'name', adapter)!r} does not implement {method}")
     return bound
-
-
-BUILTIN_TARGETS: Mapping[str, str] = MappingProxyType(
-    {
-        "torch": "adapters.torch_adapter",
-        "torch-func": "adapters.torch_adapter",
-        "jax": "adapters.jax_adapter",
-        "jax-jit": "adapters.jax_adapter",
-    }
-)
-FRAMEWORK_OF_TARGET: Mapping[str, str] = MappingProxyType(
-    {"torch": "torch", "torch-func": "torch", "jax": "jax", "jax-jit": "jax"}
-)
-
-
-def load_targets(module_path: str) -> dict[str, Adapter]:
-    """Import ``module_path`` and return its ``TARGETS`` mapping.
-
-    Raises ``ImportError`` when the module (or its framework) cannot be imported,
-    and ``TypeError`` when the module exposes no valid ``TARGETS``.
-    """
-    module = importlib.import_module(module_path)
-    targets = getattr(module, "TARGETS", None)
-    if not isinstance(targets, Mapping) or not targets:
-        raise TypeError(
-            f"adapter module {module_path!r} must define TARGETS, a non-empty dict "
-            f"mapping target names to Adapter objects; found {targets!r}"
-        )
-    for name, adapter in targets.items():
-        if not isinstance(adapter, Adapter):
-            raise TypeError(
-                f"TARGETS[{name!r}] in {module_path!r} is {adapter!r}, which lacks the "
-                "Adapter methods (version, devices, precision_mode, compute, train)"
-            )
-    return dict(targets)
-
-
-def load_target(name: str) -> Adapter:
-    """Load one built-in target by name (``torch``, ``torch-func``, ``jax``, ``jax-jit``)."""
-    if name not in BUILTIN_TARGETS:
-        raise ValueError(
-            f"unknown target {name!r}; known targets: {', '.join(BUILTIN_TARGETS)}"
-        )
-    return load_targets(BUILTIN_TARGETS[name])[name]
-
-
-def check_dtype(dtype: str) -> None:
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; known dtypes: {', '.join(DTYPES)}")
-
-
-def layer_shapes(sizes: Sequence[int]) -> list[tuple[tuple[int, int], tuple[int]]]:
-    """The ``(W.shape, b.shape)`` of each layer for ``sizes``."""
-    return [((n_in, n_out), (n_out,)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-
-
-def picklable(problem: Problem) -> Problem:
-    """``problem`` with plain-dict activation parameters, for another process (a
-    mappingproxy does not pickle)."""
-    acts = tuple(dataclasses.replace(a, params=dict(a.params)) for a in problem.network.activations)
-    return dataclasses.replace(problem, network=dataclasses.replace(problem.network, activations=acts))
-
-
-def check_shards(shards: object, unit: str) -> int:
-    """``shards`` as an int, or ValueError unless it is a positive integer (``unit``
-    names what a shard is: ranks, devices)."""
-    if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
-        raise ValueError(f"shards must be a positive integer (the number of {unit}), got {shards!r}")
-    return int(shards)

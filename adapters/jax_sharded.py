@@ -40,9 +40,7 @@ import atexit
 import math
 import multiprocessing as mp
 import os
-import pickle
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -51,16 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from adapters.interface import Params, Problem, Unsupported, check_shards, picklable
-from adapters.jax_adapter import (
-    _ACTIVATION_FNS,
-    _DTYPES,
-    _PRECISION,
-    RUNTIME_ERROR,
-    _is_onehot,
-    _loss_terms,
-    _spec_key,
-)
+from adapters import jax_common as jc
+from adapters.common import check_shards, picklable, portable
+from adapters.interface import Params, Problem, Unsupported
 
 REPLY_TIMEOUT_S = 300.0  # a first call starts jax and compiles
 MIN_DEVICES = 4
@@ -82,27 +73,23 @@ def padded_parts(x: np.ndarray, t: np.ndarray, shards: int) -> tuple[np.ndarray,
 
 # --- in the worker ---------------------------------------------------------------------------
 
-def structure(problem: Problem) -> tuple:
+def structure(problem: Problem) -> tuple[jc.NetworkKey, bool, int]:
     """What E depends on beyond the arrays: the network but its shapes, whether t is
     one-hot (integer labels for softmax_ce) and the real batch size."""
-    spec = _spec_key(problem.network)
-    return spec, spec[1] == "softmax_ce" and _is_onehot(problem.t), len(problem.x)
+    network = jc.network_key(problem.network)
+    return network, network.loss == "softmax_ce" and jc.is_onehot(problem.t), len(problem.x)
 
 
 def loss_of(problem: Problem) -> Callable:
     """E(params, x, t, w) of the whole batch: sum(w * terms), divided by N K for mean."""
-    (act_specs, loss, reduction), onehot, n_real = structure(problem)
-    acts = [_ACTIVATION_FNS[name](dict(params)) for name, params in act_specs]
+    network, onehot, n_real = structure(problem)
+    terms_of = jc.network_terms(network, onehot)
 
     def E(params, x, t, w):
-        a = z = x
-        for act, (W, b) in zip(acts, params):
-            z = jnp.matmul(a, W, precision=_PRECISION) + b
-            a = act(z)
-        terms = _loss_terms(loss, onehot, a, z, t)
+        terms = terms_of(params, x, t)[0]
         terms = terms * (w[:, None] if terms.ndim == 2 else w)  # per example, or per element
         total = jnp.sum(terms)
-        return total if reduction == "sum" else total / (n_real * (terms.size // terms.shape[0]))
+        return total if network.reduction == "sum" else total / (n_real * (terms.size // terms.shape[0]))
 
     return E
 
@@ -111,7 +98,7 @@ def sharded_inputs(problem: Problem, dtype: str, shards: int) -> tuple[Any, list
     """The mesh, the replicated parameters and the batch-sharded (x, t, w)."""
     mesh = Mesh(np.array(jax.devices("cpu")[:shards]), ("batch",))
     replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
-    cast = lambda v, where: jax.device_put(np.asarray(v).astype(_DTYPES[dtype]), where)
+    cast = lambda v, where: jax.device_put(np.asarray(v).astype(jc.DTYPES[dtype]), where)
     params = [(cast(W, replicated), cast(b, replicated)) for W, b in problem.params]
     batch = tuple(cast(v, split) for v in padded_parts(problem.x, problem.t, shards))
     return mesh, params, batch
@@ -168,18 +155,13 @@ def _serve(conn, devices: int) -> None:
             conn.send((False, _portable(err)))
 
 
-def _portable(err: Exception) -> Exception:
+def _portable(err: Exception) -> BaseException:
     """``err`` with the worker's traceback as a note: XLA's "not implemented" as
     Unsupported, anything that does not pickle as a RuntimeError."""
-    note = "in the sharding worker:\n" + "".join(traceback.format_exception(err))
-    if isinstance(err, RUNTIME_ERROR) and "UNIMPLEMENTED" in str(err):
-        err = Unsupported(f"an op of the sharded gradient is not implemented: {str(err).splitlines()[0]}")
-    try:
-        pickle.dumps(err)
-    except Exception:
-        err = RuntimeError(f"{type(err).__name__}: {err}")
-    err.add_note(note)
-    return err
+    unsupported = None
+    if isinstance(err, jc.RUNTIME_ERROR) and "UNIMPLEMENTED" in str(err):
+        unsupported = Unsupported(f"an op of the sharded gradient is not implemented: {str(err).splitlines()[0]}")
+    return portable(err, "in the sharding worker", raised_as=unsupported)
 
 
 # --- in the caller ---------------------------------------------------------------------------

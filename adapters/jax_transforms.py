@@ -1,9 +1,8 @@
 """Beyond the single gradient on the JAX targets: forward-mode tangents, Hessian-vector
 products, per-example gradients and the post's online loop (``HigherOrder``).
 
-Every method transforms one pure function ``(params, x, t) -> (E, [a_l])`` assembled
-from the adapter's own pieces (``_ACTIVATION_FNS``, ``_loss_terms``, every matmul at
-``_PRECISION``), so E is the loss ``compute`` differentiates:
+Every method transforms one pure function ``(params, x, t) -> (E, [a_l])``,
+``jax_common.network_loss``, the very function ``compute`` differentiates:
 
 * ``jvp`` -- ``jax.jvp`` of that function in ``(params, x)``: dE and every da_l;
 * ``hvp`` -- ``jax.jvp`` of ``jax.grad(E)`` in the parameters (forward over reverse);
@@ -17,9 +16,12 @@ from the adapter's own pieces (``_ACTIVATION_FNS``, ``_loss_terms``, every matmu
 
 ``jax`` runs them op by op; ``jax-jit`` under ``jax.jit``.  One jitted function is kept
 per method and network (activations, loss, reduction, one-hot targets); jax's own cache
-then compiles it once per argument shapes, dtype and device.  The online loop compiles
-one step whose row index and learning rate are arguments, and loops over the schedule
-in Python, so a schedule of any length or any rates reuses that one compile.
+then compiles it once per argument shapes, dtype and device.  Each new (function,
+shapes, dtype, device) counts toward ``jax_common.MAX_LIVE_SHAPES``, past which these
+functions are dropped with every compiled program, as ``compute``'s are.  The online
+loop compiles one step whose row index and learning rate are arguments, and loops over
+the schedule in Python, so a schedule of any length or any rates reuses that one
+compile.
 
 Public APIs exercised: ``jax.jvp``, ``jax.grad``, ``jax.vmap``, ``jax.jit``,
 ``jax.device_put``, ``jax.device_get``, ``jax.tree.map``, ``jax.tree.leaves``,
@@ -29,53 +31,18 @@ Public APIs exercised: ``jax.jvp``, ``jax.grad``, ``jax.vmap``, ``jax.jit``,
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adapters.interface import Params, Problem, Tangents, Unsupported, check_dtype
-from adapters.jax_adapter import (
-    _ACTIVATION_FNS,
-    _DTYPES,
-    _PRECISION,
-    RUNTIME_ERROR,
-    _device,
-    _is_onehot,
-    _loss_terms,
-    _spec_key,
-)
+from adapters import jax_common as jc
+from adapters.common import Schedule, check_dtype, check_like_params, check_like_x, check_schedule
+from adapters.interface import Params, Problem, Tangents
 
-_FUNCTIONS: dict[tuple, Callable] = {}  # (jit, method, network key, one-hot) -> function
-_TRACES: Counter[str] = Counter()  # per method: each trace under jax.jit is one compile
-
-
-def compile_stats() -> dict[str, int]:
-    """jax-jit traces (one XLA compile each) per method since the process started."""
-    return dict(_TRACES)
-
-
-def _loss_and_outputs(key: tuple, onehot: bool) -> Callable:
-    """``(params, x, t) -> (E, [a_l])``: Eqs. 3-4 forward and the loss of ``compute``."""
-    act_specs, loss, reduction = key
-    acts = [_ACTIVATION_FNS[name](dict(params)) for name, params in act_specs]
-    reduce = jnp.sum if reduction == "sum" else jnp.mean
-
-    def loss_and_outputs(params, x, t):
-        a, outputs = x, []
-        for act, (w, b) in zip(acts, params):
-            z = jnp.matmul(a, w, precision=_PRECISION) + b
-            a = act(z)
-            outputs.append(a)
-        return reduce(_loss_terms(loss, onehot, a, z, t)), outputs
-
-    return loss_and_outputs
+_FUNCTIONS: dict[tuple, Callable] = jc.function_cache()  # (jit, method, network, one-hot) -> function
 
 
 def _jvp(f: Callable, reduction: str) -> Callable:
@@ -129,42 +96,23 @@ def _online_step(f: Callable, reduction: str) -> Callable:
 _BUILDERS = {"jvp": _jvp, "hvp": _hvp, "per_example_grads": _per_example, "train_online": _online_step}
 
 
-def _function(jit: bool, method: str, problem: Problem) -> Callable:
-    """The method's function for this network, jitted for jax-jit; built once."""
-    onehot = problem.network.loss == "softmax_ce" and _is_onehot(problem.t)
-    key = _spec_key(problem.network)
-    cache_key = (jit, method, key, onehot)
+def _function(jit: bool, method: str, problem: Problem, dtype: str, device: str, args: Sequence) -> Callable:
+    """The method's function for this network, jitted for jax-jit; built once, and
+    counted toward the bound on compiled programs for the shapes of ``args``."""
+    onehot = problem.network.loss == "softmax_ce" and jc.is_onehot(problem.t)
+    network = jc.network_key(problem.network)
+    cache_key = (jit, method, network, onehot)
+    layout = tuple(np.shape(a) for a in jax.tree.leaves(args))
+    jc.hold(("transform", *cache_key, dtype, device), layout, jit)
     if cache_key not in _FUNCTIONS:
-        fn = _BUILDERS[method](_loss_and_outputs(key, onehot), key[2])
-        _FUNCTIONS[cache_key] = jax.jit(_counted(fn, method)) if jit else fn
+        fn = _BUILDERS[method](jc.network_loss(network, onehot), network.reduction)
+        _FUNCTIONS[cache_key] = jax.jit(fn) if jit else fn
     return _FUNCTIONS[cache_key]
-
-
-def _counted(fn: Callable, method: str) -> Callable:
-    def traced(*args):
-        _TRACES[method] += 1  # runs once per trace: jit replays the compiled program
-        return fn(*args)
-
-    return traced
-
-
-@contextlib.contextmanager
-def _unimplemented_is_unsupported(name: str, method: str, dtype: str, device: str) -> Iterator[None]:
-    try:
-        yield
-    except RUNTIME_ERROR as err:
-        # Only XLA's "not implemented" means the device cannot run this combination.
-        if "UNIMPLEMENTED" not in str(err):
-            raise
-        raise Unsupported(
-            f"target {name!r}: an op of {method} is not implemented for dtype {dtype!r} on "
-            f"device {device!r}: {str(err).splitlines()[0]}"
-        ) from err
 
 
 def _put(tree: Any, dtype: str, dev: Any) -> Any:
     # Values are exactly representable in dtype, so casting on the host is exact.
-    return jax.device_put(jax.tree.map(lambda a: np.asarray(a).astype(_DTYPES[dtype]), tree), dev)
+    return jax.device_put(jax.tree.map(lambda a: np.asarray(a).astype(jc.DTYPES[dtype]), tree), dev)
 
 
 def _to_host(name: str, tree: Any, dtype: str, dev: Any, device: str) -> Any:
@@ -183,82 +131,50 @@ def _pairs(params: Sequence) -> Params:
     return [(W, b) for W, b in params]
 
 
-def _check_like(what: str, given: Sequence, params: Params) -> None:
-    """``given`` holds one (W-shaped, b-shaped) pair per layer of ``params``."""
-    if len(given) != len(params):
-        raise ValueError(
-            f"{what} has {len(given)} layers but the network has {len(params)}; "
-            "give one (dW, db) pair per layer"
-        )
-    for layer, ((W, b), pair) in enumerate(zip(params, given), 1):
-        shapes = tuple(np.shape(a) for a in pair)
-        if shapes != (np.shape(W), np.shape(b)):
-            raise ValueError(
-                f"{what} of layer {layer} has shapes {shapes}; "
-                f"the parameters need {np.shape(W)} and {np.shape(b)}"
-            )
-
-
-def _run(target: Any, method: str, problem: Problem, device: str, dtype: str, *extra: Any) -> Any:
+def _run(name: str, jit: bool, method: str, problem: Problem, device: str, dtype: str, *extra: Any) -> Any:
     """``method``'s function on (params, x, t, *extra) cast to dtype on device, on the host."""
     check_dtype(dtype)
-    dev = _device(device)
-    fn = _function(target.jit, method, problem)
-    with _unimplemented_is_unsupported(target.name, method, dtype, device):
-        args = _put((_pairs(problem.params), problem.x, problem.t, *extra), dtype, dev)
-        return _to_host(target.name, fn(*args), dtype, dev, device)
+    dev = jc.device(device)
+    args = (_pairs(problem.params), problem.x, problem.t, *extra)
+    fn = _function(jit, method, problem, dtype, device, args)
+    with jc.unimplemented_is_unsupported(name, method, dtype, device):
+        return _to_host(name, fn(*_put(args, dtype, dev)), dtype, dev, device)
 
 
-def jvp(target: Any, problem: Problem, tangent: Params, tangent_x: np.ndarray, *,
+def jvp(name: str, jit: bool, problem: Problem, tangent: Params, tangent_x: np.ndarray, *,
         device: str, dtype: str) -> Tangents:
     """dE and every da_l along ``(tangent, tangent_x)``, by ``jax.jvp``."""
-    _check_like("tangent", tangent, problem.params)
-    if np.shape(tangent_x) != np.shape(problem.x):
-        raise ValueError(
-            f"tangent_x has shape {np.shape(tangent_x)}; x has {np.shape(problem.x)}, give the same"
-        )
-    dE, das = _run(target, "jvp", problem, device, dtype, _pairs(tangent), tangent_x)
+    check_like_params("tangent", tangent, problem.params)
+    check_like_x(tangent_x, problem)
+    dE, das = _run(name, jit, "jvp", problem, device, dtype, _pairs(tangent), tangent_x)
     return Tangents(loss=float(dE), outputs=list(das))
 
 
-def hvp(target: Any, problem: Problem, vector: Params, *, device: str, dtype: str) -> Params:
+def hvp(name: str, jit: bool, problem: Problem, vector: Params, *, device: str, dtype: str) -> Params:
     """H v in the parameters' layout, by ``jax.jvp`` of ``jax.grad``.  A kinked activation
     gets jax's derivative of its derivative rule: zero g'' away from the kink."""
-    _check_like("vector", vector, problem.params)
-    return _pairs(_run(target, "hvp", problem, device, dtype, _pairs(vector)))
+    check_like_params("vector", vector, problem.params)
+    return _pairs(_run(name, jit, "hvp", problem, device, dtype, _pairs(vector)))
 
 
-def per_example_grads(target: Any, problem: Problem, *, device: str, dtype: str) -> Params:
+def per_example_grads(name: str, jit: bool, problem: Problem, *, device: str, dtype: str) -> Params:
     """``[(dW (N, n_in, n_out), db (N, n_out))]`` by ``jax.vmap(jax.grad(...))``."""
-    return _pairs(_run(target, "per_example_grads", problem, device, dtype))
+    return _pairs(_run(name, jit, "per_example_grads", problem, device, dtype))
 
 
-def _check_schedule(schedule: Sequence[tuple[int, float]], batch: int) -> None:
-    for i, entry in enumerate(schedule):
-        n, lr = entry if isinstance(entry, (tuple, list)) and len(entry) == 2 else (None, None)
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n < batch:
-            raise ValueError(
-                f"schedule[{i}] is {entry!r}; give a pair (n, lr) with n an example index "
-                f"in [0, {batch})"
-            )
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not (
-            math.isfinite(lr) and lr >= 0
-        ):
-            raise ValueError(f"schedule[{i}] has learning rate {lr!r}; give a finite number >= 0")
-
-
-def train_online(target: Any, problem: Problem, *, device: str, dtype: str,
-                 schedule: Sequence[tuple[int, float]]) -> list[Params]:
+def train_online(name: str, jit: bool, problem: Problem, *, device: str, dtype: str,
+                 schedule: Schedule) -> list[Params]:
     """The parameters after each ``(n, lr)`` step of ``schedule``: one jitted (jax-jit)
     or op-by-op step, looped over in Python with n and lr as arguments."""
-    _check_schedule(schedule, len(problem.x))
+    check_schedule(schedule, len(problem.x))
     check_dtype(dtype)
-    dev = _device(device)
-    step = _function(target.jit, "train_online", problem)
-    with _unimplemented_is_unsupported(target.name, "train_online", dtype, device):
-        params, x, t = _put((_pairs(problem.params), problem.x, problem.t), dtype, dev)
+    dev = jc.device(device)
+    args = (_pairs(problem.params), problem.x, problem.t)
+    step = _function(jit, "train_online", problem, dtype, device, args)
+    with jc.unimplemented_is_unsupported(name, "train_online", dtype, device):
+        params, x, t = _put(args, dtype, dev)
         history = []
         for n, lr in schedule:
-            params = step(params, x, t, int(n), np.asarray(lr, _DTYPES[dtype]))
+            params = step(params, x, t, int(n), np.asarray(lr, jc.DTYPES[dtype]))
             history.append(params)
-        return [_pairs(p) for p in _to_host(target.name, history, dtype, dev, device)]
+        return [_pairs(p) for p in _to_host(name, history, dtype, dev, device)]

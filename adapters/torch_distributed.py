@@ -9,7 +9,7 @@ all-reduced, so every rank ends with the gradient of the whole batch's E:
 * ``torch`` -- ``torch.nn.parallel.DistributedDataParallel`` around the ``nn.Linear``
   stack: its backward all-reduces the gradients and divides them by the world size R,
   so DDP returns the *average* (1/R) sum_r dL_r of the ranks' losses L_r.
-* ``torch-func`` -- ``torch.func.grad`` of ``_pure_loss`` on each rank, then
+* ``torch-func`` -- ``torch.func.grad`` of ``torch_common.pure_loss`` on each rank, then
   ``torch.distributed.all_reduce`` (SUM) of every gradient: sum_r dL_r.
 
 Which L_r makes that E's gradient.  E = c S with S the sum of the batch's loss terms
@@ -46,12 +46,10 @@ import atexit
 import dataclasses
 import datetime
 import os
-import pickle
 import queue
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -61,16 +59,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from adapters import interface as api
-from adapters.interface import NetworkSpec, Params, Problem, check_shards, picklable
-from adapters.torch_adapter import (
-    _DTYPES,
-    _data,
-    _loss,
-    _numpy_params,
-    _pure_loss,
-    _TorchFuncTarget,
-    _TorchTarget,
-)
+from adapters import torch_common as tc
+from adapters.common import check_shards, picklable, portable
+from adapters.interface import NetworkSpec, Params, Problem
 
 COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=60)  # a rank waiting on a dead peer gives up
 REPLY_TIMEOUT_S = 180.0  # the caller's wait for every rank (pool start included)
@@ -98,23 +89,20 @@ def share_of_loss(net: NetworkSpec, n_rows: int, n_total: int, averaged_over: in
 
 
 class Stack(torch.nn.Module):
-    """The ``torch`` target's network as one Module, for DDP: nn.Linear layers built
-    by ``_TorchTarget._model`` and activated by ``_TorchTarget._activate``."""
+    """The ``torch`` target's network as one Module, for DDP: the nn.Linear layers of
+    ``torch_common.model`` run through ``torch_common.forward``."""
 
     def __init__(self, params: Params, net: NetworkSpec, on: dict[str, Any]) -> None:
         super().__init__()
-        self.layers = torch.nn.ModuleList(_TorchTarget._model(params, on))
+        self.layers = torch.nn.ModuleList(tc.model(params, on))
         self.activations = net.activations
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = x
-        for layer, act in zip(self.layers, self.activations):
-            a = _TorchTarget._activate(layer(a), act)
-        return a
+        return tc.forward(list(self.layers), self.activations, x)[1][-1]
 
 
 def placement(dtype: str) -> dict[str, Any]:
-    return {"device": torch.device("cpu"), "dtype": _DTYPES[dtype]}
+    return {"device": torch.device("cpu"), "dtype": tc.DTYPES[dtype]}
 
 
 def ddp_rank(problem: Problem, dtype: str, *, rank: int, world: int) -> Params:
@@ -122,13 +110,13 @@ def ddp_rank(problem: Problem, dtype: str, *, rank: int, world: int) -> Params:
     on, rows = placement(dtype), shard_rows(len(problem.x), world)[rank]
     net_r, weight = share_of_loss(problem.network, rows.stop - rows.start, len(problem.x), world)
     model = torch.nn.parallel.DistributedDataParallel(Stack(problem.params, problem.network, on))
-    x, t, labels = _data(part_of(problem, rows), on)
-    loss = _loss(net_r, model(x), t, labels)
+    x, t, labels = tc.data(part_of(problem, rows), on)
+    loss = tc.loss(net_r, model(x), t, labels)
     (loss if weight == 1.0 else loss * weight).backward()
     layers = model.module.layers
     if problem.network.reduction == "sum":  # DDP's average of the parts' sums, times R
-        return _numpy_params((lin.weight.grad * world, lin.bias.grad * world) for lin in layers)
-    return _numpy_params((lin.weight.grad, lin.bias.grad) for lin in layers)
+        return tc.numpy_params((lin.weight.grad * world, lin.bias.grad * world) for lin in layers)
+    return tc.numpy_params((lin.weight.grad, lin.bias.grad) for lin in layers)
 
 
 def func_rank(problem: Problem, dtype: str, *, rank: int, world: int) -> Params:
@@ -136,18 +124,18 @@ def func_rank(problem: Problem, dtype: str, *, rank: int, world: int) -> Params:
     on, rows = placement(dtype), shard_rows(len(problem.x), world)[rank]
     net_r, weight = share_of_loss(problem.network, rows.stop - rows.start, len(problem.x), 1)
     part = part_of(problem, rows)
-    params, zeros = _TorchFuncTarget._tensors(part, on)
-    data = _data(part, on)
+    params, zeros = tc.tensors(part, on)
+    data = tc.data(part, on)
 
     def share(p):
-        loss = _pure_loss(p, zeros, net_r, data)
+        loss = tc.pure_loss(p, zeros, net_r, data)
         return loss if weight == 1.0 else loss * weight
 
     grads = torch.func.grad(share)(params)
     for pair in grads:
         for g in pair:
             dist.all_reduce(g, op=dist.ReduceOp.SUM)
-    return _numpy_params(grads)
+    return tc.numpy_params(grads)
 
 
 # --- the pool of ranks ----------------------------------------------------------------------
@@ -156,17 +144,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _portable(err: BaseException) -> BaseException:
-    """``err`` with the rank's traceback as a note, or a RuntimeError if it can't be pickled."""
-    note = "on the rank:\n" + "".join(traceback.format_exception(err))
-    try:
-        pickle.dumps(err)
-    except Exception:
-        err = RuntimeError(f"{type(err).__name__}: {err}")
-    err.add_note(note)
-    return err
 
 
 def _serve(rank: int, world: int, port: int, jobs, replies) -> None:
@@ -181,7 +158,7 @@ def _serve(rank: int, world: int, port: int, jobs, replies) -> None:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world, timeout=COLLECTIVE_TIMEOUT)
     except Exception as err:
-        replies.put((rank, False, _portable(err)))
+        replies.put((rank, False, portable(err, "on the rank")))
         return
     replies.put((rank, True, None))
     caller = mp.parent_process()
@@ -198,7 +175,7 @@ def _serve(rank: int, world: int, port: int, jobs, replies) -> None:
         try:
             replies.put((rank, True, fn(*args, rank=rank, world=world)))
         except Exception as err:
-            replies.put((rank, False, _portable(err)))
+            replies.put((rank, False, portable(err, "on the rank")))
 
 
 class _Pool:

@@ -27,7 +27,7 @@ for _path in (ROOT, ROOT / "tests"):
 
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
-from adapters.interface import load_target  # noqa: E402
+from adapters.registry import load_target  # noqa: E402
 from harness import known, results  # noqa: E402
 from harness.selection import Variant  # noqa: E402
 

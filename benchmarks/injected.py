@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from adapters.interface import load_target
+from adapters.registry import load_target
 
 THRESHOLD = 0.5
 

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adapters.jax_adapter import _ACTIVATION_FNS
+from adapters.interface import ACTIVATIONS
+from adapters.jax_common import activation_code
 
 PARAMS = {"slope": 0.01, "alpha": 1.0, "beta": 1.0, "threshold": 20.0, "min_val": -1.0, "max_val": 1.0}
 
@@ -44,10 +45,10 @@ def _branches() -> list:
     keys = list(PARAMS)
 
     def branch(name):
-        make = RUN_TIME.get(name, _ACTIVATION_FNS[name])
+        make = RUN_TIME.get(name, lambda p: activation_code(name, p).fn)
         return lambda z, p: make({k: p[i] for i, k in enumerate(keys)})(z)
 
-    return [branch(name) for name in _ACTIVATION_FNS if name != "softmax"]
+    return [branch(name) for name in ACTIVATIONS if name != "softmax"]
 
 
 def program(depth: int, switch: bool):

@@ -41,7 +41,7 @@ for n in (64, 256):
 import jax, torch
 from peers import make_case
 from harness.crossval import problem_of
-from adapters.interface import load_target
+from adapters.registry import load_target
 case, target = make_case((8, 16, 4), 8), load_target("torch")
 out["torch compute 8-16-4, jax imported"] = timed(lambda: target.compute(problem_of(case), device="cpu", dtype="float64", lr=0.1))
 out["torch threads"] = (torch.get_num_threads(), torch.get_num_interop_threads())

@@ -87,7 +87,7 @@ def failure_message(variant, case: Case, shards: int, failing, recorder) -> str:
         "", f"case: {case!r}", f"shards: {shards} (parts of {parts} rows)", "",
         "reproduce (from the repository root, PYTHONPATH=.:tests):",
         "    import numpy as np, reference; from harness import strategies; from harness.crossval import problem_of",
-        "    from adapters.interface import load_target",
+        "    from adapters.registry import load_target",
         f"    case = {rebuild_expression(case)}",
         f"    got = load_target({variant.target!r}).data_parallel_grads(problem_of(case), "
         f"device={variant.device!r}, dtype={variant.dtype!r}, shards={shards})",

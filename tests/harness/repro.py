@@ -7,28 +7,10 @@ reference's, so a framework author can run it anywhere.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
-_TORCH_ACT = {
-    "identity": "z", "sigmoid": "torch.sigmoid(z)", "tanh": "torch.tanh(z)", "relu": "F.relu(z)",
-    "leaky_relu": "F.leaky_relu(z, {slope})", "elu": "F.elu(z, {alpha})", "selu": "F.selu(z)",
-    "celu": "F.celu(z, {alpha})", "softplus": "F.softplus(z, {beta}, {threshold})",
-    "gelu": "F.gelu(z)", "gelu_tanh": "F.gelu(z, approximate='tanh')", "silu": "F.silu(z)",
-    "mish": "F.mish(z)", "softsign": "F.softsign(z)", "hardtanh": "F.hardtanh(z, {min_val}, {max_val})",
-    "relu6": "F.relu6(z)", "hardsigmoid": "F.hardsigmoid(z)", "hardswish": "F.hardswish(z)",
-    "log_sigmoid": "F.logsigmoid(z)", "softmax": "F.softmax(z, dim=-1)",
-}
-_JAX_ACT = {
-    "identity": "z", "sigmoid": "jax.nn.sigmoid(z)", "tanh": "jnp.tanh(z)", "relu": "jax.nn.relu(z)",
-    "leaky_relu": "jax.nn.leaky_relu(z, {slope})", "elu": "jax.nn.elu(z, {alpha})", "selu": "jax.nn.selu(z)",
-    "celu": "jax.nn.celu(z, {alpha})",
-    "softplus": "jnp.where({beta} * z > {threshold}, z, jax.nn.softplus({beta} * z) / {beta})",
-    "gelu": "jax.nn.gelu(z, approximate=False)", "gelu_tanh": "jax.nn.gelu(z, approximate=True)",
-    "silu": "jax.nn.silu(z)", "mish": "jax.nn.mish(z)", "softsign": "jax.nn.soft_sign(z)",
-    "hardtanh": "jnp.clip(z, {min_val}, {max_val})", "relu6": "jax.nn.relu6(z)",
-    "hardsigmoid": "jax.nn.hard_sigmoid(z)", "hardswish": "jax.nn.hard_swish(z)",
-    "log_sigmoid": "jax.nn.log_sigmoid(z)", "softmax": "jax.nn.softmax(z, axis=-1)",
-}
 # Sum of per-element terms; the reduction scale is applied separately.
 _LOSS = {
     "sse": "0.5 * ((a - t) ** 2).sum()", "mse": "((a - t) ** 2).sum()",
@@ -50,9 +32,13 @@ def _scale(case) -> float:
     return 1.0 / (n * net.sizes[-1]) if net.loss in ("mse", "bce", "bce_logits") else 1.0 / n
 
 
-def _acts(table: dict[str, str], case) -> str:
-    fmt = lambda p: {k: repr(float(v)).replace("inf", "float('inf')") for k, v in p.items()}
-    return "[" + ", ".join(f"lambda z: {table[n].format(**fmt(p))}" for n, p in case.network.activations) + "]"
+def _acts(framework: str, case) -> str:
+    """The case's activations as a list of lambdas, in the very text of the table the
+    framework's adapter runs (``adapters.<framework>_common.activation_code``), so the
+    script computes what was checked -- the same derivative at every kink."""
+    common = importlib.import_module(f"adapters.{framework}_common")
+    sources = [common.activation_code(name, params).source for name, params in case.network.activations]
+    return "[" + ", ".join(f"lambda z: {source}" for source in sources) + "]"
 
 
 def snippet(variant, case, comparison) -> str:
@@ -75,7 +61,7 @@ def snippet(variant, case, comparison) -> str:
             "P = [(torch.tensor(W, dtype=dtype, device=device, requires_grad=True), "
             "torch.tensor(b, dtype=dtype, device=device, requires_grad=True)) for W, b in params]",
             "a = torch.tensor(x, dtype=dtype, device=device); t = torch.tensor(t, dtype=dtype, device=device); zs = []",
-            f"for (W, b), g in zip(P, {_acts(_TORCH_ACT, case)}):",
+            f"for (W, b), g in zip(P, {_acts('torch', case)}):",
             "    z = a @ W + b; z.retain_grad(); zs.append(z); a = g(z)",
             f"E = scale * {loss}",
             "E.backward()",
@@ -87,7 +73,7 @@ def snippet(variant, case, comparison) -> str:
             "import jax; import jax.numpy as jnp; L = jnp",
             "jax.config.update('jax_enable_x64', True)",
             f"dtype = jnp.{variant.dtype}",
-            f"acts = {_acts(_JAX_ACT, case)}",
+            f"acts = {_acts('jax', case)}",
             "def E_of(P, eps, x, t):",
             "    a = x",
             "    for (W, b), e, g in zip(P, eps, acts):",

@@ -4,7 +4,7 @@ framework's transform of it (torch.func / jax), and the reference's values."""
 
 from __future__ import annotations
 
-from harness.repro import _JAX_ACT, _LOSS, _TORCH_ACT, _acts, _array, _scale
+from harness.repro import _LOSS, _acts, _array, _scale
 
 _TORCH = {
     "jvp": [
@@ -67,12 +67,12 @@ def transform_snippet(variant, case, method: str, comparison, tangent=None, tang
     if variant.framework == "torch":
         body = ["import torch; import torch.nn.functional as F; L = torch",
                 f"T = lambda v: torch.tensor(v, dtype=torch.{variant.dtype}, device={variant.device!r})",
-                f"acts = {_acts(_TORCH_ACT, case)}", *define, *_TORCH[method]]
+                f"acts = {_acts('torch', case)}", *define, *_TORCH[method]]
     elif variant.framework == "jax":
         body = ["import jax; import jax.numpy as jnp; L = jnp", "jax.config.update('jax_enable_x64', True)",
                 "jax.config.update('jax_default_matmul_precision', 'highest')",
                 f"T = lambda v: jnp.asarray(v, jnp.{variant.dtype})",
-                f"acts = {_acts(_JAX_ACT, case)}", *define, *_JAX[method]]
+                f"acts = {_acts('jax', case)}", *define, *_JAX[method]]
     else:
         body = [f"# {variant.framework}: no template; rebuild the network above and apply its {method}"]
     return "\n".join(["```python", *head, *body, "print('reference:', expected)", "```"])

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
-from adapters.interface import BUILTIN_TARGETS, DTYPES, FRAMEWORK_OF_TARGET, Adapter, load_targets
+from adapters.interface import DTYPES, Adapter
+from adapters.registry import BUILTIN_TARGETS, FRAMEWORK_OF_TARGET, load_targets
 
 # Device kinds each framework can have; those it does not report become skips.
 EXPECTED_DEVICE_KINDS = {"torch": ("cpu", "cuda", "mps"), "jax": ("cpu", "gpu", "tpu")}

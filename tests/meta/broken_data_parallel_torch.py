@@ -17,9 +17,9 @@ import contextlib
 
 import torch
 
+from adapters import torch_common as tc
 from adapters import torch_distributed as dp
 from adapters.interface import Params, Problem
-from adapters.torch_adapter import _data, _loss, _numpy_params
 
 
 def _ddp_layers(problem: Problem, dtype: str, rows: slice, world: int, *, sync: bool = True):
@@ -28,14 +28,14 @@ def _ddp_layers(problem: Problem, dtype: str, rows: slice, world: int, *, sync: 
     on = dp.placement(dtype)
     net_r, weight = dp.share_of_loss(problem.network, rows.stop - rows.start, len(problem.x), world)
     model = torch.nn.parallel.DistributedDataParallel(dp.Stack(problem.params, problem.network, on))
-    x, t, labels = _data(dp.part_of(problem, rows), on)
+    x, t, labels = tc.data(dp.part_of(problem, rows), on)
     with contextlib.nullcontext() if sync else model.no_sync():
-        (_loss(net_r, model(x), t, labels) * weight).backward()
+        (tc.loss(net_r, model(x), t, labels) * weight).backward()
     return model.module.layers
 
 
 def _grads(layers, scale: float) -> Params:
-    return _numpy_params((lin.weight.grad * scale, lin.bias.grad * scale) for lin in layers)
+    return tc.numpy_params((lin.weight.grad * scale, lin.bias.grad * scale) for lin in layers)
 
 
 def _sum_scale(problem: Problem, world: int) -> float:

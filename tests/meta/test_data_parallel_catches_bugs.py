@@ -10,7 +10,8 @@ import importlib
 import pytest
 
 import reference
-from adapters.interface import Unsupported, load_target
+from adapters.interface import Unsupported
+from adapters.registry import load_target
 from harness.compare import Mismatch
 from harness.crossval import problem_of
 from harness.data_parallel import check_data_parallel

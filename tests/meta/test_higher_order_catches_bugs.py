@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from broken_higher_order import BROKEN
 
-from adapters.interface import load_target
+from adapters.registry import load_target
 from harness import results
 from harness.compare import Mismatch
 from harness.crossval_higher import check_method, method_strategy

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from adapters.interface import DTYPES, FRAMEWORK_OF_TARGET
+from adapters.interface import DTYPES
+from adapters.registry import FRAMEWORK_OF_TARGET
 
 pytest_plugins = ["pytester"]
 

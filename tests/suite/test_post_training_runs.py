@@ -34,7 +34,8 @@ import pytest
 from hypothesis import settings
 
 import reference
-from adapters.interface import Unsupported, capability, load_target
+from adapters.interface import Unsupported, capability
+from adapters.registry import load_target
 from harness import post_experiments as pe
 from harness.compare import Comparison, Mismatch
 from harness.crossval import problem_of
@@ -106,7 +107,7 @@ def _failure(variant, run: OnlineRun, failing, recorder, what: str) -> str:
     return "\n".join([
         f"{variant.id}: {what}", "", *[c.describe() for c in failing], "",
         f"run: {run!r}",
-        f"rebuild it: {run.rebuild()}; then adapters.interface.load_target({variant.target!r}).train_online("
+        f"rebuild it: {run.rebuild()}; then adapters.registry.load_target({variant.target!r}).train_online("
         f"crossval.problem_of(run), device={variant.device!r}, dtype={variant.dtype!r}, schedule=schedule)",
         f"rerun exactly this test: {recorder.rerun_command()}",
     ])
