@@ -7,7 +7,7 @@ requested device, computes with its framework's autodiff and returns NumPy
 float64 results.  Tests compare those results with ``reference/``; adapters never
 import it.
 
-Vocabulary shared with ``reference/`` (``tests/test_vocabulary.py`` checks the two agree):
+Vocabulary shared with ``reference/`` (``tests/meta/test_vocabulary.py`` checks the two agree):
 
 * activations -- ``ACTIVATIONS`` maps each name to its parameters and defaults;
   ``softmax`` is allowed on the output layer only.

@@ -136,7 +136,7 @@ class Comparison:
                 f"largest allowed error {_g(float(np.max(self.allowed_loose, initial=0.0)))} "
                 "(absolute-activation model)",
                 f"  allowed = {SAFETY:g} x the error model's bound for {self.dtype} "
-                f"(u = {p.u:.3g}, smallest normal {p.tiny:.3g}); see README 'The error model'",
+                f"(u = {p.u:.3g}, smallest normal {p.tiny:.3g}); see docs/error-model.md",
             ]
         )
 

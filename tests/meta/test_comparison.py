@@ -51,7 +51,7 @@ def test_the_mismatch_message_names_the_quantity_the_statistics_and_the_allowed_
     assert "tensor-wise: error/allowed = 500000" in lines[5]
     assert lines[6] == (
         f"  allowed = {SAFETY:g} x the error model's bound for float32 (u = {U32:.3g}, "
-        "smallest normal 1.18e-38); see README 'The error model'"
+        "smallest normal 1.18e-38); see docs/error-model.md"
     )
 
 

@@ -2,7 +2,7 @@
 
 Adapters always pass parameters explicitly; users often don't.  These are the
 defaults a user inherits: gelu's approximation, softplus' switch to the identity,
-leaky_relu's slope.  README's convention table lists them.
+leaky_relu's slope.  docs/kink-conventions.md lists them.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ one-weight network (W = 1, b = 0, x = the kink, sse with t = g(kink) - 1), whose
 output delta is g'(kink) (a - t), divides it by the framework's own a - t = sqrt(2 E), and
 compares the quotient with the table below: the
 reference's own convention (``reference.ACTIVATIONS[name].kink_convention``) unless
-the framework is listed with another value.  README's kink table is this data.
+the framework is listed with another value.  docs/kink-conventions.md's table is this data.
 """
 
 from __future__ import annotations
@@ -89,5 +89,5 @@ def test_kink_convention_is_pinned(target_device, name, params, kink, dtype):
         f"{variant.target} on {variant.device}: {name}'({kink:g}) with {params} is {got!r} in {dtype}; "
         f"the pinned convention is {want!r} "
         f"({'framework table' if (name, kink) in FRAMEWORK_CONVENTIONS.get(variant.framework, {}) else 'the reference: ' + reference.ACTIVATIONS[name].kink_convention}). "
-        "A changed convention belongs in FRAMEWORK_CONVENTIONS and README's kink table."
+        "A changed convention belongs in FRAMEWORK_CONVENTIONS and docs/kink-conventions.md's table."
     )
