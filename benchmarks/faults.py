@@ -1,220 +1,20 @@
-"""Faults planted in the frameworks themselves, as a pytest plugin.
+"""A pytest plugin that plants one framework fault (``tests/planted_faults.py``).
 
     DELTACHECK_FAULT=torch-gelu-left-tail-zeroed python -m pytest -p faults ...
 
-(with ``benchmarks/`` on ``PYTHONPATH``).  At ``pytest_configure`` the plugin replaces a
-public function of torch or jax -- an activation, or the linear layer -- by one whose
-forward is the original's, bit for bit, and whose derivative is wrong on part of its
-range: torch through ``torch.autograd.Function``, jax through ``jax.custom_jvp``.  The
-suite never learns about it: the adapters call the patched public function as they
-would the real one.  ``FAULTS`` lists every fault by name.
+(with ``benchmarks/`` on ``PYTHONPATH``).  At ``pytest_configure`` it installs the fault
+named by ``DELTACHECK_FAULT`` for the whole session; empty or unset, it does nothing.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-@dataclass(frozen=True)
-class Fault:
-    name: str
-    framework: str  # "torch" or "jax"
-    what: str
-    install: Callable[[], None]
-
-
-def _torch_activation(module, attr: str, wrong: Callable, applies: Callable = lambda kw: True,
-                      names: tuple[str, ...] = ()) -> None:
-    """Replace ``module.attr`` (an activation) by one whose backward is
-    ``wrong(z, grad, right, kwargs)``, ``right`` being the original's backward; the
-    forward calls the original.  ``names``: the original's positional parameters after z."""
-    import torch
-
-    original = getattr(module, attr)
-
-    class Faulty(torch.autograd.Function):
-        @staticmethod
-        def forward(z, kwargs):
-            return original(z, **kwargs)
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
-            ctx.kwargs = inputs[1]
-
-        @staticmethod
-        def backward(ctx, grad):
-            (z,) = ctx.saved_tensors
-            # torch.func.vjp, not autograd.grad: it also runs inside torch.func.grad (torch-func).
-            _, vjp = torch.func.vjp(lambda zz: original(zz, **ctx.kwargs), z)
-            (right,) = vjp(grad)
-            return wrong(z, grad, right, ctx.kwargs), None
-
-    def patched(z, *args, **kwargs):
-        kwargs = {**dict(zip(names, args)), **kwargs}
-        return Faulty.apply(z, kwargs) if applies(kwargs) else original(z, **kwargs)
-
-    setattr(module, attr, patched)
-
-
-def _torch_linear(wrong_weight_grad: Callable) -> None:
-    """F.linear whose weight gradient is ``wrong_weight_grad(grad, x, weight)``."""
-    import torch
-    import torch.nn.functional as F
-
-    original = F.linear
-
-    class Linear(torch.autograd.Function):
-        @staticmethod
-        def forward(x, weight, bias):
-            return original(x, weight, bias)
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0], inputs[1])
-
-        @staticmethod
-        def backward(ctx, grad):
-            x, weight = ctx.saved_tensors
-            return grad @ weight, wrong_weight_grad(grad, x, weight), grad.sum(0)
-
-    F.linear = lambda x, weight, bias=None: Linear.apply(x, weight, bias)
-
-
-def _jax_activation(module, attr: str, wrong: Callable, applies: Callable = lambda kw: True) -> None:
-    """Replace ``module.attr`` by a ``jax.custom_jvp`` whose tangent is
-    ``wrong(z, dz, y, right)`` (``y``, ``right``: the original's value and tangent); the
-    primal is the original's."""
-    import functools
-
-    import jax
-
-    original = getattr(module, attr)
-
-    def patched(z, **kwargs):
-        if not applies(kwargs):
-            return original(z, **kwargs)
-
-        @jax.custom_jvp
-        def f(z):
-            return original(z, **kwargs)
-
-        @f.defjvp
-        def f_jvp(primals, tangents):
-            y, right = jax.jvp(functools.partial(original, **kwargs), primals, tangents)
-            return y, wrong(primals[0], tangents[0], y, right)
-
-        return f(z)
-
-    setattr(module, attr, patched)
-
-
-def _jax_matmul(wrong_weight_tangent: Callable) -> None:
-    """jnp.matmul whose tangent in the weights is ``wrong_weight_tangent(matmul, a, dw, precision)``
-    (transposed by jax into dE/dW); the primal is the original's."""
-    import jax
-    import jax.numpy as jnp
-
-    original = jnp.matmul
-
-    def patched(a, w, precision=None, **kwargs):
-        @jax.custom_jvp
-        def f(a, w):
-            return original(a, w, precision=precision, **kwargs)
-
-        @f.defjvp
-        def f_jvp(primals, tangents):
-            (a, w), (da, dw) = primals, tangents
-            return f(a, w), original(da, w, precision=precision) + wrong_weight_tangent(original, a, dw, precision)
-
-        return f(a, w)
-
-    jnp.matmul = patched
-
-
-def _torch_faults() -> list[Fault]:
-    import torch
-    import torch.nn.functional as F
-
-    def elu_from_output(z, grad, right, kw):  # y + alpha, which cancels for z << 0
-        alpha = kw.get("alpha", 1.0)
-        return torch.where(z > 0, grad, grad * (alpha * torch.expm1(z) + alpha))
-
-    def softplus_float32(z, grad, right, kw):  # sigmoid(beta z) formed in float32
-        bz = kw.get("beta", 1.0) * z
-        return torch.where(bz > kw.get("threshold", 20.0), right, grad * torch.sigmoid(bz.float()).to(z.dtype))
-
-    def gelu_tanh_constant(z, grad, right, kw):  # 0.0447 for 0.044715 in the derivative
-        c, k = 0.0447, math.sqrt(2.0 / math.pi)
-        u = k * (z + c * z**3)
-        th = torch.tanh(u)
-        return grad * (0.5 * (1 + th) + 0.5 * z * (1 - th**2) * k * (1 + 3 * c * z**2))
-
-    return [
-        Fault("torch-gelu-left-tail-zeroed", "torch", "F.gelu (exact): gelu'(z) = 0 for z < -3",
-              lambda: _torch_activation(F, "gelu", lambda z, g, r, kw: torch.where(z < -3, 0 * r, r),
-                                        lambda kw: kw.get("approximate", "none") == "none")),
-        Fault("torch-tanh-relative-1e-7", "torch", "torch.tanh: tanh'(z) x (1 + 1e-7) for z > 0.5",
-              lambda: _torch_activation(torch, "tanh", lambda z, g, r, kw: torch.where(z > 0.5, r * (1 + 1e-7), r))),
-        Fault("torch-elu-from-output", "torch", "F.elu: elu'(z) = y + alpha for z < 0 (from the output)",
-              lambda: _torch_activation(F, "elu", elu_from_output)),
-        Fault("torch-softplus-float32-inside", "torch", "F.softplus: softplus' = sigmoid(beta z) in float32",
-              lambda: _torch_activation(F, "softplus", softplus_float32, names=("beta", "threshold"))),
-        Fault("torch-gelu-tanh-constant", "torch", "F.gelu (tanh): 0.0447 for 0.044715 in the derivative",
-              lambda: _torch_activation(F, "gelu", gelu_tanh_constant, lambda kw: kw.get("approximate") == "tanh")),
-        Fault("torch-linear-dW-scale", "torch", "F.linear: dE/dW x (1 + 1e-6)",
-              lambda: _torch_linear(lambda g, x, w: (g.T @ x) * (1 + 1e-6))),
-        Fault("torch-linear-dW-bfloat16", "torch", "F.linear: dE/dW accumulated in bfloat16",
-              lambda: _torch_linear(lambda g, x, w: (g.T.bfloat16() @ x.bfloat16()).to(w.dtype))),
-    ]
-
-
-def _jax_faults() -> list[Fault]:
-    import jax
-    import jax.numpy as jnp
-
-    def softplus_from_output(z, dz, y, right):  # 1 - exp(-y): 0 once y < u (z << 0)
-        return dz * (1.0 - jnp.exp(-y))
-
-    def sigmoid_float32(z, dz, y, right):  # s (1 - s) formed in float32
-        s = jax.nn.sigmoid(z.astype(jnp.float32)) if z.dtype == jnp.float64 else y
-        return dz * (s * (1 - s)).astype(z.dtype)
-
-    def gelu_tanh_constant(z, dz, y, right):  # 0.0447 for 0.044715
-        c, k = 0.0447, math.sqrt(2.0 / math.pi)
-        th = jnp.tanh(k * (z + c * z**3))
-        return dz * (0.5 * (1 + th) + 0.5 * z * (1 - th**2) * k * (1 + 3 * c * z**2))
-
-    exact = lambda kw: kw.get("approximate", True) is False
-    return [
-        Fault("jax-gelu-left-tail-zeroed", "jax", "jax.nn.gelu (exact): gelu'(z) = 0 for z < -3",
-              lambda: _jax_activation(jax.nn, "gelu", lambda z, dz, y, r: jnp.where(z < -3, 0 * r, r), exact)),
-        Fault("jax-tanh-relative-1e-7", "jax", "jnp.tanh: tanh'(z) x (1 + 1e-7) for z > 0.5",
-              lambda: _jax_activation(jnp, "tanh", lambda z, dz, y, r: jnp.where(z > 0.5, r * (1 + 1e-7), r))),
-        Fault("jax-softplus-from-output", "jax", "jax.nn.softplus: softplus' = 1 - exp(-y) (from the output)",
-              lambda: _jax_activation(jax.nn, "softplus", softplus_from_output)),
-        Fault("jax-sigmoid-float32-inside", "jax", "jax.nn.sigmoid: s (1 - s) in float32",
-              lambda: _jax_activation(jax.nn, "sigmoid", sigmoid_float32)),
-        Fault("jax-gelu-tanh-constant", "jax", "jax.nn.gelu (tanh): 0.0447 for 0.044715 in the derivative",
-              lambda: _jax_activation(jax.nn, "gelu", gelu_tanh_constant, lambda kw: not exact(kw))),
-        Fault("jax-matmul-dW-scale", "jax", "jnp.matmul: dE/dW x (1 + 1e-6)",
-              lambda: _jax_matmul(lambda mm, a, dw, p: mm(a, dw, precision=p) * (1 + 1e-6))),
-        Fault("jax-matmul-dW-bfloat16", "jax", "jnp.matmul: dE/dW accumulated in bfloat16",
-              lambda: _jax_matmul(lambda mm, a, dw, p: mm(a.astype(jnp.bfloat16), dw.astype(jnp.bfloat16),
-                                                          precision=p).astype(a.dtype))),
-    ]
-
-
-def faults(framework: str | None = None) -> dict[str, Fault]:
-    """Every fault by name (importing torch and jax as needed), or one framework's."""
-    out = {}
-    for wanted, build in (("torch", _torch_faults), ("jax", _jax_faults)):
-        if framework in (None, wanted):
-            out.update({f.name: f for f in build()})
-    return out
+from planted_faults import Fault, faults  # noqa: E402, F401  (re-exported for framework_faults.py)
 
 
 def pytest_configure(config) -> None:
@@ -226,4 +26,4 @@ def pytest_configure(config) -> None:
     table = faults(framework if framework in ("torch", "jax") else None)
     if name not in table:
         raise ValueError(f"DELTACHECK_FAULT={name!r}; known faults: {', '.join(table)}")
-    table[name].install()
+    table[name].install(setattr)
