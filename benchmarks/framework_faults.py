@@ -1,6 +1,6 @@
 """Detection reliability: README's main job under faults planted in torch and jax.
 
-    python benchmarks/framework_faults.py [--framework torch|jax] [--seeds 10] [--faults a,b]
+    python benchmarks/framework_faults.py [--framework torch|jax] [--seeds 10] [--first-seed 0] [--faults a,b]
 
 For each fault of ``faults.py`` (an activation whose forward is the framework's own and
 whose derivative is wrong on part of its range, or a linear layer whose weight gradient
@@ -47,12 +47,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("torch", "jax"), action="append")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--faults", help="comma-separated fault names (default: all of the framework's)")
     parser.add_argument("--control", action="store_true", help="also one run without a fault per framework")
     args = parser.parse_args()
     import faults
 
-    print(f"load {os.getloadavg()[0]:.2f} at start; seeds 0-{args.seeds - 1}; main job: {' '.join(MAIN_JOB)}")
+    seeds = f"{args.first_seed}-{args.first_seed + args.seeds - 1}"
+    print(f"load {os.getloadavg()[0]:.2f} at start; seeds {seeds}; main job: {' '.join(MAIN_JOB)}")
     print("| fault | framework | what | killed | median s to first failure (range) | first failing test |")
     print("| --- | --- | --- | ---: | ---: | --- |")
     for framework in args.framework or ("torch", "jax"):
@@ -61,7 +63,7 @@ def main() -> None:
         for name in names:
             if name not in table:
                 raise SystemExit(f"--faults names {name!r}; known {framework} faults: {', '.join(table)}")
-            runs = [run(name, framework, seed) for seed in range(args.seeds)]
+            runs = [run(name, framework, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)]
             killed = [s for rc, s, _ in runs if rc == 1]
             tests = sorted({t.split("[")[0] for rc, _, t in runs if rc == 1})
             errors = [rc for rc, _, _ in runs if rc not in (0, 1)]
