@@ -192,7 +192,8 @@ _RECORDS = (
     ),
     Activation("mish", _mish, _mish_prime),
     Activation(
-        "softsign", lambda z: z / (1.0 + np.abs(z)), lambda z: 1.0 / (1.0 + np.abs(z)) ** 2
+        # g' squared after the division: (1 + |z|)^2 overflows for |z| > 1.3e154.
+        "softsign", lambda z: z / (1.0 + np.abs(z)), lambda z: (1.0 / (1.0 + np.abs(z))) ** 2
     ),
     Activation(
         "hardtanh",

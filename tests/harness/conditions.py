@@ -61,10 +61,20 @@ def _bce_hessian_eps(case) -> bool:
     return _bce_hessian_relative_error(case) > Precision.of(case.dtype).u
 
 
+def _gelu_tanh_square_overflows(case) -> bool:
+    """A gelu_tanh layer with a pre-activation whose 3 z^2 -- a factor of the tanh
+    argument's derivative -- overflows the dtype (float16: |z| >= 148)."""
+    trace = reference.forward(case.network, case.params, case.x)
+    top = Precision.of(case.dtype).max
+    return any(name == "gelu_tanh" and bool(np.any(3.0 * z.astype(np.float64) ** 2 > top))
+               for (name, _), z in zip(case.network.activations, trace.z))
+
+
 CONDITIONS: dict[str, Callable[[object], bool]] = {
     "bce_saturated": _bce_saturated,
     "softplus_exp_overflows": _softplus_exp_overflows,
     "bce_hessian_eps": _bce_hessian_eps,
+    "gelu_tanh_square_overflows": _gelu_tanh_square_overflows,
 }
 PREDICTIONS: dict[str, Callable[[object], float]] = {
     "bce_hessian_eps": _bce_hessian_relative_error,

@@ -101,7 +101,10 @@ def rebuild_expression(case) -> str:
     )
 
 
-def failure_message(variant, case, failing, recorder) -> str:
+def failure_message(variant, case, failing, recorder, rebuild: str | None = None) -> str:
+    """What disagrees, the case, a NumPy + framework reproducer, and how to rebuild the
+    case (``rebuild``: Python for a case no strategy drew, such as the range sweep's) and
+    rerun the test."""
     parts = [f"{variant.id}: {len(failing)} quantity(ies) disagree with the reference", ""]
     parts += [c.describe() for c in failing]
     parts += [
@@ -111,11 +114,12 @@ def failure_message(variant, case, failing, recorder) -> str:
         "reproduce with NumPy and the framework alone:",
         snippet(variant, case, failing[0]),
         "",
-        f"rebuild exactly this case: {rebuild_expression(case)}",
+        f"rebuild exactly this case: {rebuild or rebuild_expression(case)}",
         f"rerun exactly this test: {recorder.rerun_command()}",
-        "(hypothesis also prints a @reproduce_failure blob below, which replays the shrunk case "
-        "bit for bit even after the source changes)",
     ]
+    if rebuild is None:
+        parts.append("(hypothesis also prints a @reproduce_failure blob below, which replays the shrunk case "
+                     "bit for bit even after the source changes)")
     return "\n".join(parts)
 
 

@@ -45,6 +45,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -204,14 +205,14 @@ def within_model(comparison, case, entries: Sequence[Discrepancy]) -> bool:
         used |= {case.network.loss} & LOG_LOSSES
         return not forward and used <= scope and comparison.within_loose
     allowed = comparison.scoped(scope, tuple(sorted(forward.items())))
-    return allowed is not None and bool((comparison.diff <= allowed).all())
+    # An inf or NaN the framework returned is never within an error model, even where a
+    # bound has grown to inf: only ``nonfinite`` explains it.
+    return allowed is not None and bool(((comparison.diff <= allowed) & np.isfinite(comparison.diff)).all())
 
 
 def _finite_part(comparison):
     """The comparison without the entries the framework returned as inf or NaN (None if
     only those mismatch)."""
-    import numpy as np
-
     finite = np.isfinite(comparison.actual)
     if finite.all():
         return comparison
