@@ -49,6 +49,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.conditions import CONDITIONS, PREDICTIONS
+from harness.known_errors import KnownFileError
 
 # The keys of an entry, and which of them bound what it explains.
 BOUNDS = ("max_relative", "activation_error", "forward_relative", "predicted")
@@ -60,10 +61,6 @@ _ID = re.compile(r"[a-z0-9][a-z0-9.-]*")
 # are computed exactly, and only log-losses form probabilities from the log domain.
 EXACT_ACTIVATIONS = frozenset({"identity", "relu", "leaky_relu", "relu6", "hardtanh"})
 LOG_LOSSES = frozenset({"bce", "bce_logits", "ce", "softmax_ce"})
-
-
-class KnownFileError(ValueError):
-    """A known-discrepancies file that cannot be used as written."""
 
 
 def installed_version(distribution: str) -> str | None:
@@ -243,7 +240,9 @@ def _load_file(path: Path) -> list[Discrepancy]:
 
 
 def _entry(raw: dict, where: str, source: str) -> Discrepancy:
-    from harness.reproducers import check_reproducer
+    # Deferred: the reproducer's case comes from ``strategies`` (hypothesis), which the report
+    # and the matrix, reading results through this module, do without.
+    from harness.reproducer_cases import check_reproducer
 
     if "id" in raw and isinstance(raw["id"], str):
         where = f"{where} ({raw['id']})"

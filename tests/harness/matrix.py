@@ -21,7 +21,8 @@ from pathlib import Path
 # As a script, import what pytest's ``pythonpath`` (pyproject.toml) makes importable.
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
-from harness.report import RunData, load, markdown, worst_first  # noqa: E402 (after the path set-up)
+from harness.report import load, markdown  # noqa: E402 (after the path set-up)
+from harness.report_data import RunData, worst_first  # noqa: E402
 
 DEFAULT_DIR = Path("deltacheck-report") / "matrix"
 PACKAGES = ("python", "numpy", "jax", "jaxlib", "optax", "ml_dtypes", "torch", "hypothesis")

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness import training_plots
-from harness.report import QUANTITY_EQUATIONS, Plot, RunData, column_of, worst_first
+from harness.report_data import QUANTITY_EQUATIONS, Plot, RunData, column_of, worst_first
 
 FLOOR = 1e-6  # ratios below (exact agreement included) are drawn here on the log axes
 CEILING = 1e15  # and ratios above, infinite (a non-finite entry) or nan, here

@@ -23,7 +23,8 @@ import pytest
 from hypothesis import settings
 
 from harness import results, state
-from harness.report import Outcome, RunData, column_of, write_report
+from harness.report import write_report
+from harness.report_data import Outcome, RunData, column_of
 
 DEFAULT_DIR = "deltacheck-report"
 PACKAGES = ("numpy", "hypothesis", "pytest", "pytest-xdist", "torch", "jax", "jaxlib", "optax", "ml_dtypes", "mpmath")
