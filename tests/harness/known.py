@@ -43,13 +43,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.conditions import CONDITIONS, PREDICTIONS
 from harness.known_errors import KnownFileError
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+    from harness.strategies import Case
 
 # The keys of an entry, and which of them bound what it explains.
 BOUNDS = ("max_relative", "activation_error", "forward_relative", "predicted")
@@ -137,7 +141,7 @@ class Discrepancy:
     def uses_error_model(self) -> bool:
         return self.absolute_activation or bool(self.forward_errors)
 
-    def applies(self, target: str, device: str, dtype: str, test: str, case) -> bool:
+    def applies(self, target: str, device: str, dtype: str, test: str, case: Case) -> bool:
         """Version, target, device kind, dtype, test, what the case uses and the condition."""
         used = {name for name, _ in case.network.activations} | {case.network.loss}
         return (
@@ -150,18 +154,18 @@ class Discrepancy:
             and (self.when is None or CONDITIONS[self.when](case))
         )
 
-    def explains(self, comparison, case) -> bool:
+    def explains(self, comparison: Comparison, case: Case) -> bool:
         """Whether this entry alone explains ``comparison`` (which failed) within its bound."""
         if not self.covers(comparison.key):
             return False
-        comparison = _finite_part(comparison) if self.nonfinite else comparison
-        if comparison is None:
+        compared = _finite_part(comparison) if self.nonfinite else comparison
+        if compared is None:
             return True  # every mismatch is an inf or NaN the entry names
         if self.max_relative is not None:
-            return comparison.mismatched_relative <= self.max_relative
+            return compared.mismatched_relative <= self.max_relative
         if self.predicted is not None:
-            return comparison.mismatched_relative <= 2.0 * PREDICTIONS[self.predicted](case)
-        return within_model(comparison, case, [self])
+            return compared.mismatched_relative <= 2.0 * PREDICTIONS[self.predicted](case)
+        return within_model(compared, case, [self])
 
     def covers(self, key: str) -> bool:
         """Whether the entry names the quantity ``key`` (e.g. ``delta[2]``, ``hvp_W[1]``)."""
@@ -177,7 +181,7 @@ class Discrepancy:
         return ", ".join(parts)
 
 
-def within_model(comparison, case, entries: Sequence[Discrepancy]) -> bool:
+def within_model(comparison: Comparison, case: Case, entries: Sequence[Discrepancy]) -> bool:
     """Every entry of ``comparison`` within the error model that the entries' error-model
     bounds define together: the absolute-activation model for the activations and losses
     they name (``activation_error``, ``forward_relative``), plus the named activations'
@@ -196,7 +200,7 @@ def within_model(comparison, case, entries: Sequence[Discrepancy]) -> bool:
     return allowed is not None and bool((comparison.diff <= allowed).all())
 
 
-def _finite_part(comparison):
+def _finite_part(comparison: Comparison) -> Comparison | None:
     """The comparison without the entries the framework returned as inf or NaN (None if
     only those mismatch)."""
     import numpy as np
@@ -362,8 +366,8 @@ class _Getter:
         return Raises(value["type"], value["match"])
 
 
-def explain_failure(entries: Sequence[Discrepancy], applicable: Callable[[Discrepancy], bool], comparison, case
-                    ) -> list[Discrepancy]:
+def explain_failure(entries: Sequence[Discrepancy], applicable: Callable[[Discrepancy], bool], comparison: Comparison,
+                    case: Case) -> list[Discrepancy]:
     """The entries that explain a failing comparison: the first applicable entry that
     explains it alone, else every applicable error-model entry together when their
     combined model does, else none."""

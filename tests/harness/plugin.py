@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -87,20 +88,20 @@ def _run_seed(config: pytest.Config) -> int:
     seed = config.getoption("hypothesis_seed", None)
     if seed is None:
         seed = getattr(config, "workerinput", {}).get("deltacheck_seed")
-    if seed is None and settings.default.derandomize:
+    if seed is None and settings().derandomize:
         seed = 0
     return int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:  # pytest-xdist, on the controller
+def pytest_configure_node(node: Any) -> None:  # pytest-xdist, on the controller
     node.workerinput["deltacheck_seed"] = node.config.stash[state.SEED]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     profile = settings.get_current_profile_name()
     lines = [
-        f"deltacheck: hypothesis profile {profile!r} ({settings.default.max_examples} examples per test), "
+        f"deltacheck: hypothesis profile {profile!r} ({settings().max_examples} examples per test), "
         f"seed {config.stash[state.SEED]} (rerun with --hypothesis-seed={config.stash[state.SEED]})",
         f"deltacheck: dtypes {', '.join(sorted({v.dtype for v in config.stash[state.VARIANTS]}, key=DTYPES.index))}",
     ]
@@ -119,7 +120,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         vs = metafunc.config.stash[state.VARIANTS]
         metafunc.parametrize("variant", [_param(v, v.id) for v in vs], ids=[v.id for v in vs])
     if "target_device" in metafunc.fixturenames:
-        seen = {}
+        seen: dict[str, selection.Variant] = {}
         for v in metafunc.config.stash[state.VARIANTS]:
             seen.setdefault(f"{v.target}-{v.device}", v)
         metafunc.parametrize("target_device", [_param(v, k) for k, v in seen.items()], ids=list(seen))
@@ -131,13 +132,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("known_reproducer", params)
 
 
-def _param(v: selection.Variant, id_: str):
+def _param(v: selection.Variant, id_: str) -> Any:
     marks = [pytest.mark.skip(reason=v.skip_reason)] if v.skip_reason else []
     return pytest.param(v, marks=marks, id=id_)
 
 
 def example_budget(config: pytest.Config, target: str) -> int:
-    return max(2, round(settings.default.max_examples * TARGET_BUDGET.get(target, 1.0)))
+    return max(2, round(settings().max_examples * TARGET_BUDGET.get(target, 1.0)))
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def recorder(request: pytest.FixtureRequest) -> results.Recorder:
                             config.stash[state.KNOWN], config.stash[state.SEED], settings.get_current_profile_name())
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     res: results.Results = config.stash[state.RESULTS]
     for line in res.summary_lines(config.stash[state.KNOWN]):
         terminalreporter.write_line(line)

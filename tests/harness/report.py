@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.report_data import QUANTITY_EQUATIONS, Outcome, Plot, RunData, worst_first
 from harness.results import Record
@@ -31,7 +32,7 @@ STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-
          "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}img{max-width:100%}")
 
 
-def strict_json(obj):
+def strict_json(obj: Any) -> Any:
     """``obj`` with every inf and NaN written as the string "inf", "-inf" or "nan": JSON
     has no such numbers (Python's Infinity and NaN tokens break other parsers), and
     ``float()`` reads the strings back."""

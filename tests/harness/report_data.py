@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from harness.results import Record
 
@@ -79,7 +80,7 @@ class RunData:
         return Counter(o.outcome for o in self.outcomes)
 
 
-def _floats(nested):
+def _floats(nested: Any) -> Any:
     return [_floats(v) for v in nested] if isinstance(nested, list) else float(nested)
 
 

@@ -18,6 +18,7 @@ import platform
 import time
 from collections import Counter
 from importlib import metadata
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -58,14 +59,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def environment(config: pytest.Config) -> dict:
+def environment(config: pytest.Config) -> dict[str, Any]:
     """Versions, targets with their devices and precision modes, and the run's settings."""
     targets = {}
     for t in config.stash[state.TARGETS]:
         devices = t.adapter.devices() if t.adapter else []
         targets[t.name] = {
             "framework": t.framework, "version": t.adapter.version() if t.adapter else None, "missing": t.missing,
-            "devices": devices, "precision": {d: t.adapter.precision_mode(d) for d in devices},
+            "devices": devices, "precision": {d: t.adapter.precision_mode(d) for d in devices} if t.adapter else {},
         }
     seed = config.stash[state.SEED]
     profile = settings.get_current_profile_name()
@@ -139,7 +140,7 @@ class ReportPlugin:
             self.outcomes[report.nodeid] = Outcome(report.nodeid, "error", _message(report))
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node, error) -> None:
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
         payload = getattr(node, "workeroutput", {}).get(PAYLOAD)
         if payload is None:
             return
@@ -151,7 +152,7 @@ class ReportPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         res: results.Results = self.config.stash[state.RESULTS]
         if self.is_worker:
-            self.config.workeroutput[PAYLOAD] = json.dumps(res.payload())
+            self.config.workeroutput[PAYLOAD] = json.dumps(res.payload())  # type: ignore[attr-defined]  # set by xdist
             return
         target = report_dir(self.config)
         if target is None or exitstatus not in WRITTEN_ON or not self.outcomes:
@@ -166,7 +167,7 @@ class ReportPlugin:
         self.written = f"deltacheck: report in {target}/report.html ({len(data.records)} records, written in {seconds:.1f} s)"
 
     @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         env = {"variants": [{"id": v.id, "target": v.target, "device": v.device}
                             for v in self.config.stash[state.VARIANTS]]}
         per_target: dict[str, Counter] = {}

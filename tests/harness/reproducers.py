@@ -24,13 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.compare import comparisons
 from harness.crossval import expected_result, problem_of
 from harness.error_model import both_bounds
 from harness.reproducer_cases import case_of
 from harness.strategies import Case
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+    from harness.known import Discrepancy
+    from harness.selection import Variant
 
 # The suite's test whose comparisons a reproducer's method makes, for entries scoped by test.
 TEST_OF_METHOD = {"compute": "test_every_quantity_matches_reference", "jvp": "test_forward_mode_matches_reference",
@@ -46,7 +51,8 @@ class Verdict:
     message: str
 
 
-def verdict(entry, variant, raw: Mapping[str, Any], known: Sequence, crash: BaseException | None, result) -> Verdict:
+def verdict(entry: Discrepancy, variant: Variant, raw: Mapping[str, Any], known: Sequence[Discrepancy],
+            crash: BaseException | None, result: Any) -> Verdict:
     """Whether ``result`` (the target's answer to the reproducer, or the exception it
     raised) shows the entry's finding, explained by the entry and by no other.  Failures
     in quantities the entry does not cover (a reproducer's loss finding beside its
@@ -70,17 +76,19 @@ def verdict(entry, variant, raw: Mapping[str, Any], known: Sequence, crash: Base
                                         f"{worst.describe()}")
 
 
-def run(variant, raw: Mapping[str, Any]):
+def run(variant: Variant, raw: Mapping[str, Any]) -> tuple[Any, BaseException | None]:
     """The target's answer to the reproducer: (result, None) or (None, the exception)."""
     case = case_of(raw)
     method = raw.get("method", "compute")
+    adapter = variant.adapter
+    assert adapter is not None, f"{variant.id} is skipped ({variant.skip_reason}); nothing runs it"
     try:
         if method == "compute":
-            return variant.adapter.compute(problem_of(case), device=variant.device, dtype=variant.dtype, lr=case.lr), None
+            return adapter.compute(problem_of(case), device=variant.device, dtype=variant.dtype, lr=case.lr), None
         from harness.crossval_higher import METHODS as HIGHER
 
         args = HIGHER[method].arguments(case, int(raw.get("tangent_seed", 0)))
-        return getattr(variant.adapter, method)(problem_of(case), *args, device=variant.device, dtype=variant.dtype), None
+        return getattr(adapter, method)(problem_of(case), *args, device=variant.device, dtype=variant.dtype), None
     except Exception as exc:  # noqa: BLE001 -- a crash is what a raises entry names
         from adapters.interface import Unsupported
 
@@ -89,7 +97,7 @@ def run(variant, raw: Mapping[str, Any]):
         return None, exc
 
 
-def _comparisons(case: Case, raw: Mapping[str, Any], result) -> list:
+def _comparisons(case: Case, raw: Mapping[str, Any], result: Any) -> list[Comparison]:
     method = raw.get("method", "compute")
     if method == "compute":
         bounds, loose = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
