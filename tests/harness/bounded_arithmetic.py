@@ -5,6 +5,7 @@ interval (see ``tests/harness/error_model.py`` for the model these implement).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -127,7 +128,8 @@ class _Arith:
         v = x.v * s
         return Bounded(v, x.e * abs(s) + self.p.u * np.abs(v) + self.p.tiny)
 
-    def apply(self, f, x: Bounded, terms=None, landmarks: Array | None = None) -> Bounded:
+    def apply(self, f: Callable[[Array], Array], x: Bounded, terms: Callable[[Array], Array] | None = None,
+              landmarks: Array | None = None) -> Bounded:
         """f evaluated at x: the largest change of f over x +- (e + c u |x|), plus rounding
         relative to ``terms(x)`` -- the sum of the magnitudes of the terms f adds up,
         where they cancel -- or to |f(x)|.

@@ -20,10 +20,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.error_model import SAFETY, Bounds, Precision, error_bounds
+
+if TYPE_CHECKING:
+    import reference
+    from adapters.interface import Result
+    from harness.strategies import Case
 
 Array = np.ndarray
 
@@ -148,7 +154,7 @@ def _ratio(diff: Array, allowed: Array) -> Array:
     return np.where(np.isnan(r), np.inf, r)
 
 
-def _g(value: object) -> str:
+def _g(value: float) -> str:
     return f"{float(value):.6g}"
 
 
@@ -171,7 +177,7 @@ def quantity_name(key: str, layer: int, n_layers: int) -> str:
     return f"{what} of layer {n}, Eq. {output_eq if n == n_layers else hidden_eq}"
 
 
-def scoped_bounds(case, params=None) -> Callable[[frozenset[str], tuple], Bounds]:
+def scoped_bounds(case: Case, params: reference.Params | None = None) -> Callable[[frozenset[str], tuple], Bounds]:
     """The case's bounds under a scoped error model, computed once per scope (on a known
     finding's failure path only)."""
     cache: dict[tuple, Bounds] = {}
@@ -187,12 +193,13 @@ def scoped_bounds(case, params=None) -> Callable[[frozenset[str], tuple], Bounds
     return bounds_for
 
 
-def comparisons(case, result, expected, bounds, loose) -> list[Comparison]:
+def comparisons(case: Case, result: Result, expected: Result, bounds: Bounds, loose: Bounds) -> list[Comparison]:
     """Every quantity of the derivation: E, deltas, dW, db and the stepped parameters."""
     L = case.network.n_layers
     scoped = scoped_bounds(case)
 
-    def make(key: str, layer: int, actual, wanted, scale=None) -> Comparison:
+    def make(key: str, layer: int, actual: Array | float, wanted: Array | float, scale: Array | None = None
+             ) -> Comparison:
         tag = key if key == "loss" else f"{key}[{layer + 1}]"
         return Comparison(
             quantity_name(key, layer, L), tag, case.dtype, np.asarray(actual, np.float64),
@@ -200,7 +207,7 @@ def comparisons(case, result, expected, bounds, loose) -> list[Comparison]:
             lambda scope, forward: SAFETY * scoped(scope, forward).of(key, layer),
         )
 
-    def step_scale(param, grad):
+    def step_scale(param: Array, grad: Array) -> Array:
         return np.abs(np.asarray(param, np.float64)) + case.lr * np.abs(grad)
 
     out = [make("loss", 0, result.loss, expected.loss)]

@@ -8,14 +8,18 @@ mechanism predicts for the case.  Both are functions of a ``strategies.Case``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import reference
 from harness.bounded_arithmetic import Precision, round_to
 
+if TYPE_CHECKING:
+    from harness.strategies import Case
 
-def _bce_saturated(case) -> bool:
+
+def _bce_saturated(case: Case) -> bool:
     """A sigmoid output with a (1 - a) below 1e-12, or a rounding to 0 or 1 in the dtype."""
     if case.network.loss != "bce":
         return False
@@ -24,7 +28,7 @@ def _bce_saturated(case) -> bool:
     return bool(np.any(reference.activations.sigmoid_prime(z) < 1e-12) or np.any((a == 0) | (a == 1)))
 
 
-def _softplus_exp_overflows(case) -> bool:
+def _softplus_exp_overflows(case: Case) -> bool:
     """A softplus layer asked for the exact function (threshold = inf) whose exp(beta z)
     -- or its backward's dE/da exp(beta z), formed before the division by 1 + exp(beta z)
     -- overflows the dtype (torch float32: 86 exp(85) = inf although exp(85) is finite)."""
@@ -44,7 +48,7 @@ def _softplus_exp_overflows(case) -> bool:
     return False
 
 
-def _bce_hessian_relative_error(case) -> float:
+def _bce_hessian_relative_error(case: Case) -> float:
     """The relative error 2e-12 / (a (1 - a))^2 that the 1e-12 added to the probabilities
     in torch's binary_cross_entropy double backward causes in d2E/dz2, at its largest over
     the batch (0 for another loss)."""
@@ -55,13 +59,13 @@ def _bce_hessian_relative_error(case) -> float:
         return float(np.max(2e-12 / reference.activations.sigmoid_prime(z) ** 2))
 
 
-def _bce_hessian_eps(case) -> bool:
+def _bce_hessian_eps(case: Case) -> bool:
     """That relative error exceeds the dtype's unit roundoff (always in float64; in
     float32 once |z| > ~5)."""
     return _bce_hessian_relative_error(case) > Precision.of(case.dtype).u
 
 
-def _gelu_tanh_square_overflows(case) -> bool:
+def _gelu_tanh_square_overflows(case: Case) -> bool:
     """A gelu_tanh layer with a pre-activation whose 3 z^2 -- a factor of the tanh
     argument's derivative -- overflows the dtype (float16: |z| >= 148)."""
     trace = reference.forward(case.network, case.params, case.x)
@@ -70,12 +74,12 @@ def _gelu_tanh_square_overflows(case) -> bool:
                for (name, _), z in zip(case.network.activations, trace.z))
 
 
-CONDITIONS: dict[str, Callable[[object], bool]] = {
+CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "bce_saturated": _bce_saturated,
     "softplus_exp_overflows": _softplus_exp_overflows,
     "bce_hessian_eps": _bce_hessian_eps,
     "gelu_tanh_square_overflows": _gelu_tanh_square_overflows,
 }
-PREDICTIONS: dict[str, Callable[[object], float]] = {
+PREDICTIONS: dict[str, Callable[[Case], float]] = {
     "bce_hessian_eps": _bce_hessian_relative_error,
 }

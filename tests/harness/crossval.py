@@ -4,6 +4,8 @@ reference's answer, adapter calls that may be unsupported, and failure messages.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import hypothesis.errors
 import numpy as np
@@ -16,10 +18,18 @@ from adapters.interface import Activation, NetworkSpec, Problem, Result, Unsuppo
 from harness.compare import Mismatch, comparisons
 from harness.error_model import both_bounds, fits_dtype, set_bounds
 from harness.repro import snippet
-from harness.strategies import case_sets
+from harness.strategies import Case, case_sets
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+    from harness.error_model import Bounds
+    from harness.results import Recorder
+    from harness.selection import Variant
+
+T = TypeVar("T")
 
 
-def problem_of(case) -> Problem:
+def problem_of(case: Case) -> Problem:
     net = case.network
     spec = NetworkSpec(
         sizes=net.sizes,
@@ -30,7 +40,7 @@ def problem_of(case) -> Problem:
     return Problem(spec, [(W.copy(), b.copy()) for W, b in case.params], case.x.copy(), case.t.copy())
 
 
-def expected_result(case) -> Result:
+def expected_result(case: Case) -> Result:
     """The reference's loss, deltas, gradients and step, in float64."""
     net = case.network
     trace = reference.forward(net, case.params, case.x)
@@ -40,17 +50,23 @@ def expected_result(case) -> Result:
     return Result(E, ds, grads, reference.sgd_step(case.params, grads, case.lr))
 
 
-def compute_or_reject(variant, case, unsupported: list[str], steps: int | None = None, variant_recorder=None):
-    """Run the adapter's ``compute`` (or ``train`` for ``steps``) through ``run_or_reject``."""
+def compute_or_reject(variant: Variant, case: Case, unsupported: list[str], steps: int | None = None,
+                      variant_recorder: Recorder | None = None) -> Any:
+    """Run the adapter's ``compute`` (or ``train`` for ``steps``) through ``run_or_reject``:
+    a ``Result``, or the parameters after each step."""
     problem = problem_of(case)
-    on = dict(device=variant.device, dtype=variant.dtype, lr=case.lr)
+    adapter = variant.adapter
+    assert adapter is not None, f"{variant.id} is skipped ({variant.skip_reason}); nothing runs it"
+    device, dtype, lr = variant.device, variant.dtype, case.lr
     if steps is None:
-        return run_or_reject(lambda: variant.adapter.compute(problem, **on), variant, case, unsupported, variant_recorder)
-    return run_or_reject(lambda: variant.adapter.train(problem, steps=steps, **on), variant, case, unsupported,
-                         variant_recorder, steps)
+        return run_or_reject(lambda: adapter.compute(problem, device=device, dtype=dtype, lr=lr), variant, case,
+                             unsupported, variant_recorder)
+    return run_or_reject(lambda: adapter.train(problem, steps=steps, device=device, dtype=dtype, lr=lr), variant,
+                         case, unsupported, variant_recorder, steps)
 
 
-def run_or_reject(call, variant, case, unsupported: list[str], recorder=None, steps: int | None = None):
+def run_or_reject(call: Callable[[], T], variant: Variant, case: Case, unsupported: list[str],
+                  recorder: Recorder | None = None, steps: int | None = None) -> T:
     """``call()``; a combination the target cannot run (``Unsupported``) rejects the
     example, and the reason is kept so that a test with no supported example becomes a
     skip."""
@@ -71,7 +87,7 @@ def run_or_reject(call, variant, case, unsupported: list[str], recorder=None, st
         raise
 
 
-def _trajectory_points(case, steps: int | None) -> list:
+def _trajectory_points(case: Case, steps: int | None) -> list[Case]:
     points = [case]
     if steps:
         with np.errstate(all="ignore"):
@@ -80,7 +96,7 @@ def _trajectory_points(case, steps: int | None) -> list:
     return points
 
 
-def run_hypothesis(check, unsupported: list[str]) -> None:
+def run_hypothesis(check: Callable[[], None], unsupported: list[str]) -> None:
     try:
         check()
     except hypothesis.errors.Unsatisfiable:
@@ -89,7 +105,7 @@ def run_hypothesis(check, unsupported: list[str]) -> None:
         raise
 
 
-def rebuild_expression(case) -> str:
+def rebuild_expression(case: Case) -> str:
     """Python that rebuilds ``case`` with the suite's modules (run from tests/)."""
     net = case.network
     acts = tuple(name if not p else (name, dict(p)) for name, p in net.activations)
@@ -101,7 +117,8 @@ def rebuild_expression(case) -> str:
     )
 
 
-def failure_message(variant, case, failing, recorder, rebuild: str | None = None) -> str:
+def failure_message(variant: Variant, case: Case, failing: list[Comparison], recorder: Recorder,
+                    rebuild: str | None = None) -> str:
     """What disagrees, the case, a NumPy + framework reproducer, and how to rebuild the
     case (``rebuild``: Python for a case no strategy drew, such as the range sweep's) and
     rerun the test."""
@@ -138,7 +155,7 @@ def networks_per_example(target: str) -> int:
     return NETWORKS_PER_EXAMPLE.get(target, DEFAULT_NETWORKS_PER_EXAMPLE)
 
 
-def check_quantities(variant, recorder, run_seed: int, max_examples: int, strategy: st.SearchStrategy | None = None) -> None:
+def check_quantities(variant: Variant, recorder: Recorder, run_seed: int, max_examples: int, strategy: st.SearchStrategy | None = None) -> None:
     """Hypothesis search over cases: loss, deltas, dW, db and the step of ``variant``
     against the reference; raises ``Mismatch`` (after shrinking) on a disagreement.
     ``strategy`` draws a case or a tuple of cases (default: ``case_sets`` of up to
@@ -150,7 +167,7 @@ def check_quantities(variant, recorder, run_seed: int, max_examples: int, strate
     @settings(max_examples=max_examples)
     @seed(run_seed)
     @given(drawn=strategy)
-    def check(drawn):
+    def check(drawn: Case | tuple[Case, ...]) -> None:
         drawn = drawn if isinstance(drawn, tuple) else (drawn,)
         checked = 0
         # One error-model pass for the whole set (its networks share the architecture).
@@ -161,7 +178,8 @@ def check_quantities(variant, recorder, run_seed: int, max_examples: int, strate
     run_hypothesis(check, unsupported)
 
 
-def check_one(variant, recorder, case, unsupported: list[str], both=None) -> bool:
+def check_one(variant: Variant, recorder: Recorder, case: Case, unsupported: list[str],
+              both: tuple[Bounds, Bounds] | None = None) -> bool:
     """One network of an example: False if the dtype cannot compute it or a known
     finding explains a crash (the other networks of the example still count), else
     compared, raising ``Mismatch`` on a disagreement.  ``both``: the case's strict and

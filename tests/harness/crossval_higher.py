@@ -15,8 +15,9 @@ the case and its tangent, and the command that reruns exactly that example.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hypothesis import Phase, assume, given, seed, settings
@@ -31,10 +32,17 @@ from harness.error_model_higher import hessian_computable, hvp_bounds, per_examp
 from harness.repro_higher import transform_snippet
 from harness.strategies import Case, cases
 
+if TYPE_CHECKING:
+    from adapters.interface import Tangents
+    from harness.results import Recorder
+    from harness.selection import Variant
+
+Array = np.ndarray
+
 SMOOTH_ACTIVATIONS = tuple(name for name in reference.SECOND_DERIVATIVES)
 
 
-def tangent_for(case: Case, seed_: int, *, with_x: bool = True):
+def tangent_for(case: Case, seed_: int, *, with_x: bool = True) -> tuple[reference.Params, Array]:
     """A tangent ``([(dW, db), ...], dx)`` with entries of the parameters' (and x's) own
     scale, drawn from ``seed_`` and rounded to the case's dtype."""
     rng = np.random.default_rng(seed_)
@@ -43,7 +51,7 @@ def tangent_for(case: Case, seed_: int, *, with_x: bool = True):
     return tangent, (scaled(case.x) if with_x else np.zeros_like(case.x))
 
 
-def _finite(arrays) -> bool:
+def _finite(arrays: Iterable[Array]) -> bool:
     return all(np.isfinite(a).all() for a in arrays)
 
 
@@ -56,15 +64,14 @@ def _compare(quantity: str, key: str, case: Case, got, want, strict, loose, scop
                       SAFETY * np.asarray(strict), SAFETY * np.asarray(loose), scoped=rescoped)
 
 
-def jvp_comparisons(case: Case, got, tangent, tangent_x) -> list[Comparison]:
+def jvp_comparisons(case: Case, got: Tangents, tangent: reference.Params, tangent_x: Array) -> list[Comparison]:
     net = case.network
     dE, _, das = reference.jvp(net, case.params, case.x, case.t, tangent, tangent_x)
-    kw = dict(dtype=case.dtype)
-    strict = tangent_bounds(net, case.params, case.x, case.t, tangent, tangent_x, **kw)
-    loose = tangent_bounds(net, case.params, case.x, case.t, tangent, tangent_x, absolute=True, **kw)
+    strict = tangent_bounds(net, case.params, case.x, case.t, tangent, tangent_x, dtype=case.dtype)
+    loose = tangent_bounds(net, case.params, case.x, case.t, tangent, tangent_x, absolute=True, dtype=case.dtype)
     assume(np.isfinite(loose.loss) and _finite(loose.outputs))
     scoped = functools.cache(lambda scope: tangent_bounds(net, case.params, case.x, case.t, tangent, tangent_x,
-                                                          absolute=scope, **kw))
+                                                          absolute=scope, dtype=case.dtype))
     comps = [_compare("loss tangent dE = <delta_L, dz_L> (Eqs. 1-5 in forward mode)", "jvp_loss", case,
                       got.loss, dE, strict.loss, loose.loss, lambda scope: scoped(scope).loss)]
     for l, (g, w, s, o) in enumerate(zip(got.outputs, das, strict.outputs, loose.outputs), 1):
@@ -73,7 +80,8 @@ def jvp_comparisons(case: Case, got, tangent, tangent_x) -> list[Comparison]:
     return comps
 
 
-def hvp_comparisons(case: Case, got, vector, _unused=None) -> list[Comparison]:
+def hvp_comparisons(case: Case, got: reference.Params, vector: reference.Params, _unused: None = None
+                    ) -> list[Comparison]:
     net = case.network
     want = reference.hvp(net, case.params, case.x, case.t, vector)
     strict = hvp_bounds(net, case.params, case.x, case.t, vector, dtype=case.dtype)
@@ -91,7 +99,7 @@ def hvp_comparisons(case: Case, got, vector, _unused=None) -> list[Comparison]:
     return comps
 
 
-def per_example_comparisons(case: Case, got, *_unused) -> list[Comparison]:
+def per_example_comparisons(case: Case, got: reference.Params, *_unused: object) -> list[Comparison]:
     net = case.network
     want = reference.per_example_gradients(net, case.params, case.x, case.t)
     strict = per_example_bounds(net, case.params, case.x, case.t, dtype=case.dtype)
@@ -139,17 +147,21 @@ METHODS = {
 }
 
 
-def call_method(variant, method: str, case: Case, args: tuple, unsupported: list[str], recorder=None):
+def call_method(variant: Variant, method: str, case: Case, args: tuple, unsupported: list[str],
+                recorder: Recorder | None = None) -> Any:
     """The target's ``method`` on the case, through ``crossval.run_or_reject`` (a target
     that lacks the method raises Unsupported from ``capability``)."""
-    def call():
-        return capability(variant.adapter, method)(problem_of(case), *args, device=variant.device,
-                                                   dtype=variant.dtype)
+    adapter = variant.adapter
+    assert adapter is not None, f"{variant.id} is skipped ({variant.skip_reason}); nothing runs it"
+
+    def call() -> Any:
+        return capability(adapter, method)(problem_of(case), *args, device=variant.device, dtype=variant.dtype)
 
     return run_or_reject(call, variant, case, unsupported, recorder)
 
 
-def failure_message(variant, method: Method, case: Case, tangent_seed: int, args: tuple, failing, recorder) -> str:
+def failure_message(variant: Variant, method: Method, case: Case, tangent_seed: int, args: tuple,
+                    failing: list[Comparison], recorder: Recorder) -> str:
     tangent, tangent_x = (args + (None, None))[:2]
     parts = [f"{variant.id}: {method.name}: {len(failing)} quantity(ies) disagree with the reference", ""]
     parts += [c.describe() for c in failing]
@@ -162,7 +174,7 @@ def failure_message(variant, method: Method, case: Case, tangent_seed: int, args
     return "\n".join(parts)
 
 
-def check_method(variant, recorder, run_seed: int, max_examples: int, method_name: str,
+def check_method(variant: Variant, recorder: Recorder, run_seed: int, max_examples: int, method_name: str,
                  strategy: st.SearchStrategy, shrink: bool = True) -> None:
     """Hypothesis search: ``method_name`` of ``variant`` against the reference
     (``shrink=False``: report the first failing example as found)."""
@@ -173,7 +185,7 @@ def check_method(variant, recorder, run_seed: int, max_examples: int, method_nam
     @settings(max_examples=max_examples, phases=phases)
     @seed(run_seed)
     @given(case=strategy, tangent_seed=st.integers(0, 2**32 - 1))
-    def check(case, tangent_seed):
+    def check(case: Case, tangent_seed: int) -> None:
         strict = error_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)
         assume(fits_dtype(strict, case.dtype) and method.accepts(case, strict))
         args = method.arguments(case, tangent_seed)
@@ -185,7 +197,7 @@ def check_method(variant, recorder, run_seed: int, max_examples: int, method_nam
     run_hypothesis(check, unsupported)
 
 
-def method_strategy(method: str, dtype: str):
+def method_strategy(method: str, dtype: str) -> st.SearchStrategy[Case]:
     """The cases the higher-order checks draw for ``method``: up to 3 layers of width 8,
     batch 6, and only the activations the method supports (smooth ones for hvp)."""
     acts = METHODS[method].activations

@@ -30,14 +30,20 @@ come from the reference's float64 a and delta.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import reference
 from harness.compare import Comparison, Mismatch, scoped_bounds
 from harness.crossval import rebuild_expression
-from harness.error_model import SAFETY, Precision, both_bounds
+from harness.error_model import SAFETY, Bounds, Precision, both_bounds
 from harness.strategies import Case
+
+if TYPE_CHECKING:
+    from harness.results import Recorder
+    from harness.selection import Variant
 
 SCALINGS = 4
 SHARDS = (2, 3)
@@ -58,7 +64,7 @@ def split_sum_allowance(case: Case, shards: int) -> list[tuple[np.ndarray, np.nd
     ]
 
 
-def data_parallel_comparisons(case: Case, shards: int, grads) -> list[Comparison]:
+def data_parallel_comparisons(case: Case, shards: int, grads: reference.Params) -> list[Comparison]:
     """dE/dW and dE/db of every layer against the reference, within the error model
     plus the split sum's allowance."""
     net = case.network
@@ -66,7 +72,7 @@ def data_parallel_comparisons(case: Case, shards: int, grads) -> list[Comparison
     want = reference.gradients(net, case.params, case.x, case.t)
     extra = split_sum_allowance(case, shards)
     scoped = scoped_bounds(case)
-    out = []
+    out: list[Comparison] = []
     for l in range(net.n_layers):
         n, last = l + 1, l + 1 == net.n_layers
         for i, key, what, eq in ((0, "dW", "dE/dW", 6 if last else 15), (1, "db", "dE/db", 8 if last else 18)):
@@ -75,11 +81,17 @@ def data_parallel_comparisons(case: Case, shards: int, grads) -> list[Comparison
                 f"data-parallel {what} of layer {n} (Eq. {eq}, batch split over {shards} shards, all-reduced)",
                 f"{key}[{n}]", case.dtype, np.asarray(grads[l][i], np.float64), want[l][i],
                 SAFETY * (bound[l] + extra[l][i]), SAFETY * (lbound[l] + extra[l][i]),
-                scoped=lambda scope, forward, key=key, l=l, i=i: SAFETY * (scoped(scope, forward).of(key, l) + extra[l][i])))
+                scoped=_scoped_allowance(scoped, key, l, extra[l][i])))
     return out
 
 
-def failure_message(variant, case: Case, shards: int, failing, recorder) -> str:
+def _scoped_allowance(scoped: Callable[[frozenset[str], tuple], Bounds], key: str, layer: int, extra: np.ndarray
+                      ) -> Callable[[frozenset[str], tuple], np.ndarray]:
+    """A quantity's allowance under a scoped error model (``Comparison.scoped``), plus the split sum's."""
+    return lambda scope, forward: SAFETY * (scoped(scope, forward).of(key, layer) + extra)
+
+
+def failure_message(variant: Variant, case: Case, shards: int, failing: list[Comparison], recorder: Recorder) -> str:
     parts = [len(p) for p in np.array_split(np.arange(len(case.x)), shards)]
     lines = [f"{variant.id}: {len(failing)} data-parallel quantity(ies) disagree with the reference", ""]
     lines += [c.describe() for c in failing]
@@ -98,7 +110,7 @@ def failure_message(variant, case: Case, shards: int, failing, recorder) -> str:
     return "\n".join(lines)
 
 
-def check_data_parallel(case: Case, shards: int, grads) -> None:
+def check_data_parallel(case: Case, shards: int, grads: reference.Params) -> None:
     """Raise ``Mismatch`` unless every data-parallel quantity is within its allowance
     (no known discrepancies: for planted bugs on cases free of findings)."""
     failing = [c for c in data_parallel_comparisons(case, shards, grads) if c.failed]

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +57,9 @@ from harness.bounded_arithmetic import (  # noqa: F401  (re-exported: the error 
 from reference import activations as acts
 from reference import losses as ref_losses
 from reference.activations import ACTIVATIONS, softmax
+
+if TYPE_CHECKING:
+    from harness.strategies import Case
 
 Array = np.ndarray
 SAFETY = 2.0  # covers the reference's own float64 rounding, of the same size in float64 tests
@@ -75,6 +80,8 @@ FROM_OUTPUT_SENSITIVITY = {
 # A known finding's relative errors of an activation: {name: rel} (of the value), or
 # {name: (of the value, of the derivative, z from, z to)}.
 ForwardErrors = dict[str, float | tuple[float, float, float, float]]
+# Errors the parameters carry into a step, [(e(W), e(b)), ...] (a trajectory's earlier steps).
+ParamErrors = Sequence[tuple[Array, Array]]
 
 
 def _relative_error(spec: float | tuple[float, float, float, float], which: int, z: Array) -> Array | float:
@@ -105,14 +112,15 @@ class Bounds:
         return table[key][layer]
 
 
-def trajectory_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float,
+def trajectory_bounds(net: reference.Network, params: reference.Params, x: Array, t: Array, *, dtype: str, lr: float,
                       steps: int, absolute: bool | frozenset[str] = False, forward_errors: ForwardErrors | None = None,
 ) -> list[tuple[list[Array], list[Array]]]:
     """Per-entry bounds on how far a dtype computation of ``steps`` full-batch steps
     may drift from the exact trajectory: each step's bound takes the previous step's
     parameter errors as input errors of the forward and backward pass, so the bound
     grows with the step count by exactly the error model's own propagation."""
-    history, errors = [], None
+    history: list[tuple[list[Array], list[Array]]] = []
+    errors: ParamErrors | None = None
     for _ in range(steps):
         b = error_bounds(net, params, x, t, dtype=dtype, lr=lr, absolute=absolute, param_errors=errors,
                          forward_errors=forward_errors)
@@ -122,7 +130,7 @@ def trajectory_bounds(net: reference.Network, params, x: Array, t: Array, *, dty
     return history
 
 
-def both_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float) -> tuple[Bounds, Bounds]:
+def both_bounds(net: reference.Network, params: reference.Params, x: Array, t: Array, *, dtype: str, lr: float) -> tuple[Bounds, Bounds]:
     """The strict and the absolute-activation bounds of the same case, equal to
     ``error_bounds(...)`` and ``error_bounds(..., absolute=True)``, bit for bit.  One pass
     computes both: every error carries a leading axis of 2 (strict, absolute), so each
@@ -198,7 +206,7 @@ def _derivative(ar: _Arith, net: reference.Network, layer: int, z: Bounded,
     return Bounded(d.v, ar.loosen(d.e, FROM_OUTPUT_ULPS * ar.p.u * (1.0 + g + sensitivity), name))
 
 
-def _activation(net: reference.Network, layer: int, derivative: bool):
+def _activation(net: reference.Network, layer: int, derivative: bool) -> Callable[[Array], Array]:
     name, params = net.activations[layer]
     record = ACTIVATIONS[name]
     fn = record.grad if derivative else record.fn
@@ -369,8 +377,8 @@ def _deltas(ar: _Arith, net: reference.Network, params, zs: list[Bounded], acts:
 
 
 def error_bounds(
-    net: reference.Network, params, x: Array, t: Array, *, dtype: str, lr: float,
-    absolute: bool | frozenset[str] = False, param_errors=None, forward_errors: ForwardErrors | None = None,
+    net: reference.Network, params: reference.Params, x: Array, t: Array, *, dtype: str, lr: float,
+    absolute: bool | frozenset[str] = False, param_errors: ParamErrors | None = None, forward_errors: ForwardErrors | None = None,
 ) -> Bounds:
     """Per-entry error bounds for a ``dtype`` computation of loss, deltas, dW, db and
     one SGD step of ``net`` on ``(params, x, t)`` -- values already in ``dtype``.
@@ -383,16 +391,19 @@ def error_bounds(
     return bounds
 
 
-def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: float, param_errors,
+def _bounds(ar: _Arith, net: reference.Network, params: reference.Params, x: Array, t: Array, lr: float,
+            param_errors: ParamErrors | None,
             forward_errors: ForwardErrors | None = None) -> list[Bounds]:
     """``error_bounds`` under ``ar``'s model, or under both models (``ar.both``).  The
     arrays may carry a leading axis of networks (``set_bounds``): every operation acts
     on a network's trailing axes, and the reductions below go per network."""
     params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
-    perr = param_errors or [(None, None)] * len(params)
+    perr: Sequence[tuple[Array | None, Array | None]] = param_errors or [(None, None)] * len(params)
     zs, acts, ins = _forward(ar, net, params, np.asarray(x, np.float64), perr, forward_errors)
     t = np.asarray(t, np.float64)
-    loss_e = _loss_bound(ar, net, zs[-1], acts[-1], t)
+    # The loss bound and the magnitude are floats for one network, arrays of one per network
+    # for a stack (``_network`` takes them apart), and the loss bound a pair under both models.
+    loss_e: Any = _loss_bound(ar, net, zs[-1], acts[-1], t)
     unreduced = _network_sum(np.abs(ref_losses.loss_terms(net, zs[-1].v, acts[-1].v, t)))
     ds = _deltas(ar, net, params, zs, acts, t, perr, forward_errors)
     dW = [ar.outer_sum(a_in, d) for a_in, d in zip(ins, ds)]
@@ -407,14 +418,21 @@ def _bounds(ar: _Arith, net: reference.Network, params, x: Array, t: Array, lr: 
     values = [q.v for q in (*zs, *acts, *ds, *dW, *db)]
     magnitude = functools.reduce(np.maximum, (np.max(np.abs(v).reshape(*stack, -1), axis=-1, initial=0.0) for v in values),
                                  unreduced)
-    magnitude = _scalar(magnitude)
-    errors = (loss_e, [d.e for d in ds], [g.e for g in dW], [g.e for g in db], stepped_W, stepped_b)
+    scalar_magnitude: Any = _scalar(magnitude)
+    deltas_e, dW_e, db_e = [d.e for d in ds], [g.e for g in dW], [g.e for g in db]
     if not ar.both:
-        return [Bounds(*errors, magnitude)]
-    return [Bounds(errors[0][i], *([e[i] for e in es] for es in errors[1:]), magnitude) for i in (0, 1)]
+        return [Bounds(loss_e, deltas_e, dW_e, db_e, stepped_W, stepped_b, scalar_magnitude)]
+    return [Bounds(loss_e[i], _at(deltas_e, i), _at(dW_e, i), _at(db_e, i), _at(stepped_W, i), _at(stepped_b, i),
+                   scalar_magnitude) for i in (0, 1)]
 
 
-def set_bounds(cases) -> list[tuple[Bounds, Bounds]]:
+def _at(arrays: list[Array], i: int) -> list[Array]:
+    """Entry ``i`` of each array's leading axis: a model's errors (0 strict, 1 absolute-activation)
+    where they are held side by side, or a network's of a stack."""
+    return [a[i] for a in arrays]
+
+
+def set_bounds(cases: Sequence[Case]) -> list[tuple[Bounds, Bounds]]:
     """``both_bounds`` of every case of a set -- one network architecture, batch, dtype
     and learning rate, as ``strategies.case_sets`` draws -- in one pass over the cases
     stacked on a leading axis: each NumPy call does the work of the whole set, which
@@ -431,8 +449,8 @@ def set_bounds(cases) -> list[tuple[Bounds, Bounds]]:
 
 
 def _network(stacked: Bounds, i: int) -> Bounds:
-    return Bounds(float(stacked.loss[i]), *([a[i] for a in arrays] for arrays in (
-        stacked.deltas, stacked.dW, stacked.db, stacked.stepped_W, stacked.stepped_b)), float(stacked.max_magnitude[i]))
+    return Bounds(float(np.asarray(stacked.loss)[i]), _at(stacked.deltas, i), _at(stacked.dW, i), _at(stacked.db, i),
+                  _at(stacked.stepped_W, i), _at(stacked.stepped_b, i), float(np.asarray(stacked.max_magnitude)[i]))
 
 
 def fits_dtype(bounds: Bounds, dtype: str, headroom: float = 16.0) -> bool:

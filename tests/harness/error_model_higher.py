@@ -141,7 +141,8 @@ def _start(net, params, x, dtype: str, absolute: bool | frozenset[str]):
     return ar, params, zs, acts_, ins
 
 
-def tangent_bounds(net: reference.Network, params, x: Array, t: Array, tangent, tangent_x: Array, *,
+def tangent_bounds(net: reference.Network, params: reference.Params, x: Array, t: Array, tangent: reference.Params,
+                   tangent_x: Array, *,
                    dtype: str, absolute: bool | frozenset[str] = False) -> TangentBounds:
     """Per-entry bounds of a ``dtype`` computation of ``reference.jvp``'s dE and da_l."""
     ar, params, zs, acts_, ins = _start(net, params, x, dtype, absolute)
@@ -191,7 +192,8 @@ def _r_output_delta(ar: _Arith, net: reference.Network, z: Bounded, a: Bounded, 
     return _add(ar, first, ar.mul(ar.mul(grad_a, _second_derivative(ar, net, last, z)), rz))
 
 
-def hvp_bounds(net: reference.Network, params, x: Array, t: Array, vector, *, dtype: str,
+def hvp_bounds(net: reference.Network, params: reference.Params, x: Array, t: Array, vector: reference.Params, *,
+               dtype: str,
                absolute: bool | frozenset[str] = False) -> list[tuple[Array, Array]]:
     """Per-entry bounds ``[(e(HvW_l), e(Hvb_l)), ...]`` of a ``dtype`` computation of
     ``reference.hvp``: the R-forward tangents, then Eq. 14 differentiated,
@@ -215,7 +217,7 @@ def hvp_bounds(net: reference.Network, params, x: Array, t: Array, vector, *, dt
             for ra, d, a, rd in zip(r_ins, ds, ins, rds)]
 
 
-def per_example_bounds(net: reference.Network, params, x: Array, t: Array, *, dtype: str,
+def per_example_bounds(net: reference.Network, params: reference.Params, x: Array, t: Array, *, dtype: str,
                        absolute: bool | frozenset[str] = False) -> list[tuple[Array, Array]]:
     """Per entry of every per-example dW (batch, n_in, n_out) and db (batch, n_out): the
     gradient model's bound for example n alone (a one-row batch, where Eq. 15's sum is
@@ -232,7 +234,7 @@ def per_example_bounds(net: reference.Network, params, x: Array, t: Array, *, dt
             for l, (dW, db) in enumerate(values)]
 
 
-def hessian_computable(net: reference.Network, params, x: Array, t: Array, *, dtype: str,
+def hessian_computable(net: reference.Network, params: reference.Params, x: Array, t: Array, *, dtype: str,
                        headroom: float = 16.0, first_order: float | None = None) -> bool:
     """Whether the Hessian's intermediates stay finite in ``dtype`` (cases where they do
     not are ones the dtype cannot compute, not findings): a loss on probabilities (bce on

@@ -21,7 +21,7 @@ Array = np.ndarray
 
 
 def online_trajectory(
-    net: reference.Network, params, x: Array, t: Array, schedule: Sequence[tuple[int, float]]
+    net: reference.Network, params: reference.Params, x: Array, t: Array, schedule: Sequence[tuple[int, float]]
 ) -> list[reference.Params]:
     """The reference's parameters after each step of ``schedule``, in float64."""
     history = []
@@ -32,7 +32,7 @@ def online_trajectory(
 
 
 def online_trajectory_bounds(
-    net: reference.Network, params, x: Array, t: Array, *, dtype: str, schedule: Sequence[tuple[int, float]],
+    net: reference.Network, params: reference.Params, x: Array, t: Array, *, dtype: str, schedule: Sequence[tuple[int, float]],
     absolute: bool = False,
 ) -> list[tuple[list[Array], list[Array]]]:
     """Per-entry bounds ``(W bounds, b bounds)`` after each step of ``schedule`` on how

@@ -43,13 +43,18 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.conditions import CONDITIONS, PREDICTIONS
+from harness.known_errors import KnownFileError
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+    from harness.strategies import Case
 
 # The keys of an entry, and which of them bound what it explains.
 BOUNDS = ("max_relative", "activation_error", "forward_relative", "predicted")
@@ -61,10 +66,6 @@ _ID = re.compile(r"[a-z0-9][a-z0-9.-]*")
 # are computed exactly, and only log-losses form probabilities from the log domain.
 EXACT_ACTIVATIONS = frozenset({"identity", "relu", "leaky_relu", "relu6", "hardtanh"})
 LOG_LOSSES = frozenset({"bce", "bce_logits", "ce", "softmax_ce"})
-
-
-class KnownFileError(ValueError):
-    """A known-discrepancies file that cannot be used as written."""
 
 
 def installed_version(distribution: str) -> str | None:
@@ -141,7 +142,7 @@ class Discrepancy:
     def uses_error_model(self) -> bool:
         return self.absolute_activation or bool(self.forward_errors)
 
-    def applies(self, target: str, device: str, dtype: str, test: str, case) -> bool:
+    def applies(self, target: str, device: str, dtype: str, test: str, case: Case) -> bool:
         """Version, target, device kind, dtype, test, what the case uses and the condition."""
         used = {name for name, _ in case.network.activations} | {case.network.loss}
         return (
@@ -154,18 +155,18 @@ class Discrepancy:
             and (self.when is None or CONDITIONS[self.when](case))
         )
 
-    def explains(self, comparison, case) -> bool:
+    def explains(self, comparison: Comparison, case: Case) -> bool:
         """Whether this entry alone explains ``comparison`` (which failed) within its bound."""
         if not self.covers(comparison.key):
             return False
-        comparison = _finite_part(comparison) if self.nonfinite else comparison
-        if comparison is None:
+        compared = _finite_part(comparison) if self.nonfinite else comparison
+        if compared is None:
             return True  # every mismatch is an inf or NaN the entry names
         if self.max_relative is not None:
-            return comparison.mismatched_relative <= self.max_relative
+            return compared.mismatched_relative <= self.max_relative
         if self.predicted is not None:
-            return comparison.mismatched_relative <= 2.0 * PREDICTIONS[self.predicted](case)
-        return within_model(comparison, case, [self])
+            return compared.mismatched_relative <= 2.0 * PREDICTIONS[self.predicted](case)
+        return within_model(compared, case, [self])
 
     def covers(self, key: str) -> bool:
         """Whether the entry names the quantity ``key`` (e.g. ``delta[2]``, ``hvp_W[1]``)."""
@@ -181,7 +182,7 @@ class Discrepancy:
         return ", ".join(parts)
 
 
-def within_model(comparison, case, entries: Sequence[Discrepancy]) -> bool:
+def within_model(comparison: Comparison, case: Case, entries: Sequence[Discrepancy]) -> bool:
     """Every entry of ``comparison`` within the error model that the entries' error-model
     bounds define together: the absolute-activation model for the activations and losses
     they name (``activation_error``, ``forward_relative``), plus the named activations'
@@ -210,7 +211,7 @@ def within_model(comparison, case, entries: Sequence[Discrepancy]) -> bool:
     return allowed is not None and bool(((comparison.diff <= allowed) & np.isfinite(comparison.diff)).all())
 
 
-def _finite_part(comparison):
+def _finite_part(comparison: Comparison) -> Comparison | None:
     """The comparison without the entries the framework returned as inf or NaN (None if
     only those mismatch)."""
     finite = np.isfinite(comparison.actual)
@@ -252,7 +253,9 @@ def _load_file(path: Path) -> list[Discrepancy]:
 
 
 def _entry(raw: dict, where: str, source: str) -> Discrepancy:
-    from harness.reproducers import check_reproducer
+    # Deferred: the reproducer's case comes from ``strategies`` (hypothesis), which the report
+    # and the matrix, reading results through this module, do without.
+    from harness.reproducer_cases import check_reproducer
 
     if "id" in raw and isinstance(raw["id"], str):
         where = f"{where} ({raw['id']})"
@@ -372,8 +375,8 @@ class _Getter:
         return Raises(value["type"], value["match"])
 
 
-def explain_failure(entries: Sequence[Discrepancy], applicable: Callable[[Discrepancy], bool], comparison, case
-                    ) -> list[Discrepancy]:
+def explain_failure(entries: Sequence[Discrepancy], applicable: Callable[[Discrepancy], bool], comparison: Comparison,
+                    case: Case) -> list[Discrepancy]:
     """The entries that explain a failing comparison: the first applicable entry that
     explains it alone, else every applicable error-model entry together when their
     combined model does, else none."""

@@ -21,7 +21,8 @@ from pathlib import Path
 # As a script, import what pytest's ``pythonpath`` (pyproject.toml) makes importable.
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
-from harness.report import RunData, load, markdown, worst_first  # noqa: E402 (after the path set-up)
+from harness.report import load, markdown  # noqa: E402 (after the path set-up)
+from harness.report_data import Outcome, RunData, worst_first  # noqa: E402
 
 DEFAULT_DIR = Path("deltacheck-report") / "matrix"
 PACKAGES = ("python", "numpy", "jax", "jaxlib", "optax", "ml_dtypes", "torch", "hypothesis")
@@ -41,7 +42,7 @@ def load_runs(directory: Path) -> dict[str, RunData]:
     return runs
 
 
-def _status(outcome) -> str:
+def _status(outcome: Outcome | None) -> str:
     """A framework that is not installed in an environment is absent there, not a difference."""
     if outcome is None or (outcome.outcome == "skipped" and "is not installed" in outcome.reason):
         return ABSENT

@@ -47,7 +47,7 @@ def _torch_activation(put: Callable, module, attr: str, wrong: Callable, applies
         def backward(ctx, grad):
             (z,) = ctx.saved_tensors
             # torch.func.vjp, not autograd.grad: it also runs inside torch.func.grad (torch-func).
-            _, vjp = torch.func.vjp(lambda zz: original(zz, **ctx.kwargs), z)
+            vjp = torch.func.vjp(lambda zz: original(zz, **ctx.kwargs), z)[1]
             (right,) = vjp(grad)
             return wrong(z, grad, right, ctx.kwargs), None
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from adapters.interface import DTYPES
-from harness import known, results, selection
+from harness import known, results, selection, state
 
 HEALTH = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 settings.register_profile("dev", max_examples=10, deadline=None, print_blob=True, suppress_health_check=HEALTH)
@@ -66,18 +67,18 @@ def pytest_configure(config: pytest.Config) -> None:
         targets = selection.select_targets(loaded, frameworks or None)
         devices = selection.split_option(config.getoption("devices"), "DELTACHECK_DEVICES", ())
         dtypes = selection.check_dtypes(selection.split_option(config.getoption("dtypes"), "DELTACHECK_DTYPES", DTYPES))
-        config._deltacheck_variants = selection.variants(targets, devices or None, dtypes)
+        config.stash[state.VARIANTS] = selection.variants(targets, devices or None, dtypes)
     except selection.UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config._deltacheck_targets = targets
+    config.stash[state.TARGETS] = targets
     files = [] if config.getoption("no_project_discrepancies") else [PROJECT_KNOWN]
     files += [Path(f) for f in config.getoption("known_discrepancies")]
     try:
-        config._deltacheck_known = known.load(list(dict.fromkeys(files)))
+        config.stash[state.KNOWN] = known.load(list(dict.fromkeys(files)))
     except known.KnownFileError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config._deltacheck_seed = _run_seed(config)
-    config._deltacheck_results = results.Results()
+    config.stash[state.SEED] = _run_seed(config)
+    config.stash[state.RESULTS] = results.Results()
 
 
 def _run_seed(config: pytest.Config) -> int:
@@ -87,24 +88,24 @@ def _run_seed(config: pytest.Config) -> int:
     seed = config.getoption("hypothesis_seed", None)
     if seed is None:
         seed = getattr(config, "workerinput", {}).get("deltacheck_seed")
-    if seed is None and settings.default.derandomize:
+    if seed is None and settings().derandomize:
         seed = 0
     return int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:  # pytest-xdist, on the controller
-    node.workerinput["deltacheck_seed"] = node.config._deltacheck_seed
+def pytest_configure_node(node: Any) -> None:  # pytest-xdist, on the controller
+    node.workerinput["deltacheck_seed"] = node.config.stash[state.SEED]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     profile = settings.get_current_profile_name()
     lines = [
-        f"deltacheck: hypothesis profile {profile!r} ({settings.default.max_examples} examples per test), "
-        f"seed {config._deltacheck_seed} (rerun with --hypothesis-seed={config._deltacheck_seed})",
-        f"deltacheck: dtypes {', '.join(sorted({v.dtype for v in config._deltacheck_variants}, key=DTYPES.index))}",
+        f"deltacheck: hypothesis profile {profile!r} ({settings().max_examples} examples per test), "
+        f"seed {config.stash[state.SEED]} (rerun with --hypothesis-seed={config.stash[state.SEED]})",
+        f"deltacheck: dtypes {', '.join(sorted({v.dtype for v in config.stash[state.VARIANTS]}, key=DTYPES.index))}",
     ]
-    for t in config._deltacheck_targets:
+    for t in config.stash[state.TARGETS]:
         if t.adapter is None:
             lines.append(f"deltacheck: {t.name}: skipped, {t.missing}")
             continue
@@ -116,43 +117,43 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant" in metafunc.fixturenames:
-        vs = metafunc.config._deltacheck_variants
+        vs = metafunc.config.stash[state.VARIANTS]
         metafunc.parametrize("variant", [_param(v, v.id) for v in vs], ids=[v.id for v in vs])
     if "target_device" in metafunc.fixturenames:
-        seen = {}
-        for v in metafunc.config._deltacheck_variants:
+        seen: dict[str, selection.Variant] = {}
+        for v in metafunc.config.stash[state.VARIANTS]:
             seen.setdefault(f"{v.target}-{v.device}", v)
         metafunc.parametrize("target_device", [_param(v, k) for k, v in seen.items()], ids=list(seen))
 
 
     if "known_reproducer" in metafunc.fixturenames:
         params = [pytest.param((entry, target), id=f"{entry.id}-{target}")
-                  for entry in metafunc.config._deltacheck_known for target in entry.targets]
+                  for entry in metafunc.config.stash[state.KNOWN] for target in entry.targets]
         metafunc.parametrize("known_reproducer", params)
 
 
-def _param(v: selection.Variant, id_: str):
+def _param(v: selection.Variant, id_: str) -> Any:
     marks = [pytest.mark.skip(reason=v.skip_reason)] if v.skip_reason else []
     return pytest.param(v, marks=marks, id=id_)
 
 
 def example_budget(config: pytest.Config, target: str) -> int:
-    return max(2, round(settings.default.max_examples * TARGET_BUDGET.get(target, 1.0)))
+    return max(2, round(settings().max_examples * TARGET_BUDGET.get(target, 1.0)))
 
 
 @pytest.fixture
 def run_seed(request: pytest.FixtureRequest) -> int:
-    return request.config._deltacheck_seed
+    return request.config.stash[state.SEED]
 
 
 @pytest.fixture
 def recorder(request: pytest.FixtureRequest) -> results.Recorder:
     config = request.config
-    return results.Recorder(config._deltacheck_results, request.node.nodeid, request.node.name,
-                            config._deltacheck_known, config._deltacheck_seed, settings.get_current_profile_name())
+    return results.Recorder(config.stash[state.RESULTS], request.node.nodeid, request.node.name,
+                            config.stash[state.KNOWN], config.stash[state.SEED], settings.get_current_profile_name())
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    res: results.Results = config._deltacheck_results
-    for line in res.summary_lines(config._deltacheck_known):
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    res: results.Results = config.stash[state.RESULTS]
+    for line in res.summary_lines(config.stash[state.KNOWN]):
         terminalreporter.write_line(line)

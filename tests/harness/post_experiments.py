@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class Experiment:
     lr: float
     anneal: float
     epochs: int
-    order_state: dict = field(repr=False)  # the generator's state once the parameters are drawn
+    order_state: Mapping[str, Any] = field(repr=False)  # the generator's state once the parameters are drawn
 
     @property
     def expected(self) -> Expectation:
@@ -86,7 +87,7 @@ class Experiment:
     def rng(self) -> np.random.Generator:
         """A fresh generator at the point where the post's loop starts drawing orders."""
         bits = np.random.PCG64()
-        bits.state = self.order_state
+        bits.state = self.order_state  # type: ignore[assignment]  # numpy types it as its own state dict; this is one
         return np.random.Generator(bits)
 
     def schedule(self, epochs: int | None = None) -> list[tuple[int, float]]:

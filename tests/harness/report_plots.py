@@ -13,7 +13,9 @@ Each plot returns False when the run has nothing for it to show.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -22,7 +24,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness import training_plots
-from harness.report import QUANTITY_EQUATIONS, Plot, RunData, column_of, worst_first
+from harness.report_data import QUANTITY_EQUATIONS, Plot, RunData, column_of, worst_first
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.image import AxesImage
+
+    from harness.results import Record
 
 FLOOR = 1e-6  # ratios below (exact agreement included) are drawn here on the log axes
 CEILING = 1e15  # and ratios above, infinite (a non-finite entry) or nan, here
@@ -32,7 +41,7 @@ COLOURS = ("#d9d9d9", "#fdb863", "#5aae61", "#b2abd2", "#d7191c", "#7f0000")
 DPI = 90
 
 
-def _plain_log_labels(axis) -> None:
+def _plain_log_labels(axis: Axis) -> None:
     """Tick labels as 1e-06 rather than mathtext: parsing mathtext costs a second per plot."""
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
@@ -88,7 +97,7 @@ def plot_ratios(data: RunData, path: Path) -> bool:
     return _save(fig, path)
 
 
-def _worst_grid(data: RunData, rows: list[str], keys_of) -> np.ndarray:
+def _worst_grid(data: RunData, rows: list[str], keys_of: Callable[[Record], Iterable[str]]) -> np.ndarray:
     cols = _columns(data)
     grid = np.full((len(rows), len(cols)), np.nan)
     for r in data.records:
@@ -101,7 +110,7 @@ def _worst_grid(data: RunData, rows: list[str], keys_of) -> np.ndarray:
     return grid
 
 
-def _heatmap(ax, grid: np.ndarray, rows: list[str], cols: list[str], title: str, norm: LogNorm):
+def _heatmap(ax: Axes, grid: np.ndarray, rows: list[str], cols: list[str], title: str, norm: LogNorm) -> AxesImage:
     shown = np.ma.masked_where(np.isnan(grid), np.where(np.isinf(grid), CEILING, grid))
     image = ax.imshow(shown, aspect="auto", cmap="YlOrRd", norm=norm)
     for (i, j), v in np.ndenumerate(grid):

@@ -18,12 +18,14 @@ import platform
 import time
 from collections import Counter
 from importlib import metadata
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
-from harness import results
-from harness.report import Outcome, RunData, column_of, write_report
+from harness import results, state
+from harness.report import write_report
+from harness.report_data import Outcome, RunData, column_of
 
 DEFAULT_DIR = "deltacheck-report"
 PACKAGES = ("numpy", "hypothesis", "pytest", "pytest-xdist", "torch", "jax", "jaxlib", "optax", "ml_dtypes", "mpmath")
@@ -57,21 +59,21 @@ def versions() -> dict[str, str]:
     return found
 
 
-def environment(config: pytest.Config) -> dict:
+def environment(config: pytest.Config) -> dict[str, Any]:
     """Versions, targets with their devices and precision modes, and the run's settings."""
     targets = {}
-    for t in config._deltacheck_targets:
+    for t in config.stash[state.TARGETS]:
         devices = t.adapter.devices() if t.adapter else []
         targets[t.name] = {
             "framework": t.framework, "version": t.adapter.version() if t.adapter else None, "missing": t.missing,
-            "devices": devices, "precision": {d: t.adapter.precision_mode(d) for d in devices},
+            "devices": devices, "precision": {d: t.adapter.precision_mode(d) for d in devices} if t.adapter else {},
         }
-    seed = config._deltacheck_seed
+    seed = config.stash[state.SEED]
     profile = settings.get_current_profile_name()
     return {
         "versions": versions(), "targets": targets,
         "variants": [{"id": v.id, "target": v.target, "device": v.device, "dtype": v.dtype, "skip": v.skip_reason}
-                     for v in config._deltacheck_variants],
+                     for v in config.stash[state.VARIANTS]],
         "profile": profile, "max_examples": settings().max_examples, "seed": seed,
         "args": list(config.invocation_params.args),
         "rerun": " ".join(["pytest", *_without_seed(config.invocation_params.args),
@@ -138,19 +140,19 @@ class ReportPlugin:
             self.outcomes[report.nodeid] = Outcome(report.nodeid, "error", _message(report))
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node, error) -> None:
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
         payload = getattr(node, "workeroutput", {}).get(PAYLOAD)
         if payload is None:
             return
         doc = json.loads(payload)
-        merged: results.Results = self.config._deltacheck_results
+        merged: results.Results = self.config.stash[state.RESULTS]
         self.per_worker[node.gateway.id] += merged.merge(doc)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        res: results.Results = self.config._deltacheck_results
+        res: results.Results = self.config.stash[state.RESULTS]
         if self.is_worker:
-            self.config.workeroutput[PAYLOAD] = json.dumps(res.payload())
+            self.config.workeroutput[PAYLOAD] = json.dumps(res.payload())  # type: ignore[attr-defined]  # set by xdist
             return
         target = report_dir(self.config)
         if target is None or exitstatus not in WRITTEN_ON or not self.outcomes:
@@ -159,15 +161,15 @@ class ReportPlugin:
         env.update(started=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)),
                    duration_s=time.time() - self.started, exitstatus=int(exitstatus),
                    workers=dict(self.per_worker) or {"main": len(res.records)},
-                   known_discrepancies=res.known_rows(self.config._deltacheck_known))
+                   known_discrepancies=res.known_rows(self.config.stash[state.KNOWN]))
         data = RunData(env, list(self.outcomes.values()), list(res.records), list(res.training_runs))
         seconds = write_report(self.config.invocation_params.dir / target, data)
         self.written = f"deltacheck: report in {target}/report.html ({len(data.records)} records, written in {seconds:.1f} s)"
 
     @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         env = {"variants": [{"id": v.id, "target": v.target, "device": v.device}
-                            for v in self.config._deltacheck_variants]}
+                            for v in self.config.stash[state.VARIANTS]]}
         per_target: dict[str, Counter] = {}
         for o in self.outcomes.values():
             column = column_of(o.param, env)

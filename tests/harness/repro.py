@@ -8,8 +8,14 @@ reference's, so a framework author can run it anywhere.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+    from harness.selection import Variant
+    from harness.strategies import Case
 
 # Sum of per-element terms; the reduction scale is applied separately.
 _LOSS = {
@@ -25,14 +31,14 @@ def _array(a: np.ndarray) -> str:
     return f"np.array({np.asarray(a, np.float64).tolist()!r})"
 
 
-def _scale(case) -> float:
+def _scale(case: Case) -> float:
     net, n = case.network, case.x.shape[0]
     if net.reduction == "sum":
         return 1.0
     return 1.0 / (n * net.sizes[-1]) if net.loss in ("mse", "bce", "bce_logits") else 1.0 / n
 
 
-def _acts(framework: str, case) -> str:
+def _acts(framework: str, case: Case) -> str:
     """The case's activations as a list of lambdas, in the very text of the table the
     framework's adapter runs (``adapters.<framework>_common.activation_code``), so the
     script computes what was checked -- the same derivative at every kink."""
@@ -41,7 +47,7 @@ def _acts(framework: str, case) -> str:
     return "[" + ", ".join(f"lambda z: {source}" for source in sources) + "]"
 
 
-def snippet(variant, case, comparison) -> str:
+def snippet(variant: Variant, case: Case, comparison: Comparison) -> str:
     framework = variant.framework
     head = [
         "import numpy as np",

@@ -4,7 +4,17 @@ framework's transform of it (torch.func / jax), and the reference's values."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from harness.repro import _LOSS, _acts, _array, _scale
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+    from harness.selection import Variant
+    from harness.strategies import Case
 
 _TORCH = {
     "jvp": [
@@ -43,17 +53,22 @@ _JAX = {
 }
 
 
-def _pairs(name: str, pairs) -> str:
+def _pairs(name: str, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> str:
     return f"{name} = [" + ", ".join(f"({_array(W)}, {_array(b)})" for W, b in pairs) + "]"
 
 
-def transform_snippet(variant, case, method: str, comparison, tangent=None, tangent_x=None) -> str:
-    """The script for ``method`` (jvp, hvp, per_example_grads) of ``case``."""
+def transform_snippet(variant: Variant, case: Case, method: str, comparison: Comparison,
+                      tangent: list[tuple[np.ndarray, np.ndarray]] | None = None, tangent_x: np.ndarray | None = None
+                      ) -> str:
+    """The script for ``method`` (jvp, hvp, per_example_grads) of ``case``; ``tangent`` (and, for
+    jvp, ``tangent_x``) are the method's arguments, the vector for hvp."""
     head = ["import numpy as np", _pairs("params", case.params), f"x = {_array(case.x)}", f"t = {_array(case.t)}",
             f"scale = {_scale(case)!r}"]
     if method == "jvp":
+        assert tangent is not None and tangent_x is not None, "jvp's script needs its tangent and tangent_x"
         head += [_pairs("tangent", tangent), f"tangent_x = {_array(tangent_x)}"]
     elif method == "hvp":
+        assert tangent is not None, "hvp's script needs its vector"
         head.append(_pairs("vector", tangent))
     head += [f"# reference {comparison.quantity}:", f"expected = {_array(comparison.expected)}"]
     define = [

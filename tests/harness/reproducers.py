@@ -15,69 +15,32 @@ the seed that fills them (``strategies.build_case``)::
     method = "compute"                # or jvp, hvp, per_example_grads (with tangent_seed)
     tangent_seed = 0
 
-``verdict`` runs it the way the suite's tests do and says whether the finding shows and
-is explained by its entry and by no other.
+``reproducer_cases`` checks the table and builds its case; ``verdict`` runs it the way
+the suite's tests do and says whether the finding shows and is explained by its entry
+and by no other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-import reference
-from harness.bounded_arithmetic import round_to
 from harness.compare import comparisons
 from harness.crossval import expected_result, problem_of
 from harness.error_model import both_bounds
-from harness.strategies import Case, build_case
+from harness.reproducer_cases import case_of
+from harness.strategies import Case
 
-KEYS = ("network", "dtype", "x", "params", "t", "lr", "batch", "seed", "scales", "targets", "device",
-        "method", "tangent_seed")
-METHODS = ("compute", "jvp", "hvp", "per_example_grads")
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+    from harness.known import Discrepancy
+    from harness.selection import Variant
+
 # The suite's test whose comparisons a reproducer's method makes, for entries scoped by test.
 TEST_OF_METHOD = {"compute": "test_every_quantity_matches_reference", "jvp": "test_forward_mode_matches_reference",
                   "hvp": "test_hessian_vector_product_matches_reference",
                   "per_example_grads": "test_per_example_gradients_match_reference"}
-
-
-def check_reproducer(raw: Any, where: str) -> Mapping[str, Any]:
-    """The reproducer table, checked: a ``KnownFileError`` naming what is wrong."""
-    from harness.known import KnownFileError
-
-    if not isinstance(raw, dict):
-        raise KnownFileError(f"{where}: reproducer must be a table ([discrepancy.reproducer])")
-    unknown = sorted(set(raw) - set(KEYS))
-    if unknown:
-        raise KnownFileError(f"{where}: reproducer has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
-    explicit, seeded = {"x", "params", "t"}, {"batch", "seed", "scales"}
-    if not ({"network", "dtype"} <= set(raw) and (explicit <= set(raw) or seeded <= set(raw))):
-        raise KnownFileError(f"{where}: reproducer needs network, dtype and either x, params and t or "
-                             "batch, seed and scales")
-    if raw.get("method", "compute") not in METHODS:
-        raise KnownFileError(f"{where}: reproducer method = {raw['method']!r}; allowed: {', '.join(METHODS)}")
-    try:
-        case_of(raw)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise KnownFileError(f"{where}: reproducer does not build: {exc}") from None
-    return raw
-
-
-def case_of(raw: Mapping[str, Any]) -> Case:
-    """The reproducer's case, with every array rounded to its dtype."""
-    n = raw["network"]
-    acts = tuple(a if isinstance(a, str) else (a[0], dict(a[1])) for a in n["activations"])
-    net = reference.Network(tuple(n["sizes"]), acts, loss=n.get("loss", "sse"), reduction=n.get("reduction", "sum"))
-    dtype, lr = raw["dtype"], float(raw.get("lr", 0.1))
-    if "x" not in raw:
-        return build_case(net, batch=raw["batch"], dtype=dtype, lr=lr, seed=raw["seed"],
-                          scales=tuple(raw["scales"]), targets=raw.get("targets", "hard"))
-    params = [(round_to(np.asarray(W, np.float64), dtype), round_to(np.asarray(b, np.float64), dtype))
-              for W, b in raw["params"]]
-    x, t = (round_to(np.asarray(raw[k], np.float64), dtype) for k in ("x", "t"))
-    return Case(net, params, x, t, dtype, lr, 0, tuple(1.0 for _ in net.sizes), "explicit")
 
 
 @dataclass(frozen=True)
@@ -88,7 +51,8 @@ class Verdict:
     message: str
 
 
-def verdict(entry, variant, raw: Mapping[str, Any], known: Sequence, crash: BaseException | None, result) -> Verdict:
+def verdict(entry: Discrepancy, variant: Variant, raw: Mapping[str, Any], known: Sequence[Discrepancy],
+            crash: BaseException | None, result: Any) -> Verdict:
     """Whether ``result`` (the target's answer to the reproducer, or the exception it
     raised) shows the entry's finding, explained by the entry and by no other.  Failures
     in quantities the entry does not cover (a reproducer's loss finding beside its
@@ -112,17 +76,19 @@ def verdict(entry, variant, raw: Mapping[str, Any], known: Sequence, crash: Base
                                         f"{worst.describe()}")
 
 
-def run(variant, raw: Mapping[str, Any]):
+def run(variant: Variant, raw: Mapping[str, Any]) -> tuple[Any, BaseException | None]:
     """The target's answer to the reproducer: (result, None) or (None, the exception)."""
     case = case_of(raw)
     method = raw.get("method", "compute")
+    adapter = variant.adapter
+    assert adapter is not None, f"{variant.id} is skipped ({variant.skip_reason}); nothing runs it"
     try:
         if method == "compute":
-            return variant.adapter.compute(problem_of(case), device=variant.device, dtype=variant.dtype, lr=case.lr), None
+            return adapter.compute(problem_of(case), device=variant.device, dtype=variant.dtype, lr=case.lr), None
         from harness.crossval_higher import METHODS as HIGHER
 
         args = HIGHER[method].arguments(case, int(raw.get("tangent_seed", 0)))
-        return getattr(variant.adapter, method)(problem_of(case), *args, device=variant.device, dtype=variant.dtype), None
+        return getattr(adapter, method)(problem_of(case), *args, device=variant.device, dtype=variant.dtype), None
     except Exception as exc:  # noqa: BLE001 -- a crash is what a raises entry names
         from adapters.interface import Unsupported
 
@@ -131,7 +97,7 @@ def run(variant, raw: Mapping[str, Any]):
         return None, exc
 
 
-def _comparisons(case: Case, raw: Mapping[str, Any], result) -> list:
+def _comparisons(case: Case, raw: Mapping[str, Any], result: Any) -> list[Comparison]:
     method = raw.get("method", "compute")
     if method == "compute":
         bounds, loose = both_bounds(case.network, case.params, case.x, case.t, dtype=case.dtype, lr=case.lr)

@@ -10,9 +10,16 @@ import functools
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from harness.compare import Comparison
 from harness.known import Discrepancy, explain_failure
+
+if TYPE_CHECKING:
+    from harness.selection import Variant
+    from harness.strategies import Case
 
 
 @dataclass
@@ -116,7 +123,7 @@ class Recorder:
     seed: int
     profile: str
 
-    def check(self, variant, case, comps: list[Comparison]) -> list[Comparison]:
+    def check(self, variant: Variant, case: Case, comps: list[Comparison]) -> list[Comparison]:
         """Record every comparison; return the failing ones no known entry explains."""
         acts = {name for name, _ in case.network.activations}
         case_text = repr(case)
@@ -124,7 +131,9 @@ class Recorder:
             lambda d: d.applies(variant.target, variant.device, variant.dtype, self.name, case))
         failing = []
         for c in comps:
-            quantity = _KEY.match(c.key).group(0)
+            match = _KEY.match(c.key)
+            assert match is not None, f"comparison key {c.key!r} starts with no quantity name"
+            quantity = match.group(0)
             explained = explain_failure(self.known, applicable, c, case) if c.failed else []
             known = "+".join(d.id for d in explained) or None
             self.results.add(Record(
@@ -135,7 +144,7 @@ class Recorder:
                 failing.append(c)
         return failing
 
-    def explain_crash(self, variant, case, exc: BaseException) -> str | None:
+    def explain_crash(self, variant: Variant, case: Case, exc: BaseException) -> str | None:
         """The id of a known entry that names this exception (``raises``) and applies to
         the case: e.g. torch's softplus(threshold=inf) overflowing into bce's range check."""
         for d in self.known:
@@ -146,7 +155,7 @@ class Recorder:
         return None
 
     def record_training_run(self, target: str, device: str, dtype: str, experiment: str, passes: int,
-                            measure: str, score: float, params) -> None:
+                            measure: str, score: float, params: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """A trained model of the post's experiments, for the report's figures."""
         self.results.training_runs.append({
             "test": self.name, "target": target, "device": device, "dtype": dtype, "experiment": experiment,

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
 import reference
-from harness.error_model import round_to
+from harness.bounded_arithmetic import round_to
 
 # Simplest first: hypothesis shrinks toward the start of each list.
 ACTIVATION_ORDER = (
@@ -30,7 +31,7 @@ ACTIVATION_ORDER = (
     "hardsigmoid", "hardswish", "log_sigmoid",
 )
 LOSS_ORDER = ("sse", "mse", "bce_logits", "bce", "softmax_ce", "ce")
-ACTIVATION_PARAMS = {
+ACTIVATION_PARAMS: dict[str, dict[str, tuple[float, ...]]] = {
     "leaky_relu": {"slope": (0.01, 0.2, 1.5)},
     "elu": {"alpha": (1.0, 0.5, 2.0)},
     "celu": {"alpha": (1.0, 0.5, 2.0)},
@@ -64,7 +65,7 @@ class Case:
     scales: tuple[float, ...]
     targets: str = "hard"
 
-    def _repr_pretty_(self, printer, cycle: bool) -> None:  # hypothesis' printer
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis' printer
         printer.text(repr(self))
 
     def __repr__(self) -> str:
@@ -77,7 +78,7 @@ class Case:
         )
 
 
-def _activation(draw, layer: str, names: tuple[str, ...]) -> object:
+def _activation(draw: st.DrawFn, layer: str, names: tuple[str, ...]) -> object:
     name = draw(st.sampled_from(names), label=f"activation of {layer}")
     choices = ACTIVATION_PARAMS.get(name)
     if not choices:
@@ -109,7 +110,8 @@ def _array(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np
 
 
 @st.composite
-def _layer(draw, width: tuple[int, int], activations: tuple[str, ...], exponents: tuple[float, ...]):
+def _layer(draw: st.DrawFn, width: tuple[int, int], activations: tuple[str, ...], exponents: tuple[float, ...]
+           ) -> tuple[int, bool, object, float]:
     """One weight layer: its output width (or the previous layer's, making it square),
     its activation and its weight scale.  Drawn as one list element, so shrinking
     deletes whole layers without shifting the other draws."""
@@ -122,7 +124,7 @@ def _layer(draw, width: tuple[int, int], activations: tuple[str, ...], exponents
 
 @st.composite
 def cases(
-    draw,
+    draw: st.DrawFn,
     *,
     dtype: str = "float64",
     depth: tuple[int, int] = (1, 6),
@@ -141,15 +143,14 @@ def cases(
     elements, each possibly square.  Shrinks toward the one-layer, width-one ``sse``
     network of batch 1.
     """
-    kw = dict(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
-              losses=losses, reductions=reductions)
-    (case,) = _draw_cases(draw, None, **kw)
+    (case,) = _draw_cases(draw, None, dtype=dtype, depth=depth, width=width, batch=batch,
+                          activations=activations, losses=losses, reductions=reductions)
     return case
 
 
 @st.composite
 def case_sets(
-    draw,
+    draw: st.DrawFn,
     *,
     networks: int = 8,
     dtype: str = "float64",
@@ -167,13 +168,13 @@ def case_sets(
     toward a single network -- the failing one -- and then as ``cases`` shrinks."""
     if not (isinstance(networks, int) and networks >= 1):
         raise ValueError(f"networks={networks!r}; expected an int >= 1 (the most networks per example)")
-    kw = dict(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
-              losses=losses, reductions=reductions)
-    return tuple(_draw_cases(draw, networks, **kw))
+    return tuple(_draw_cases(draw, networks, dtype=dtype, depth=depth, width=width, batch=batch,
+                             activations=activations, losses=losses, reductions=reductions))
 
 
-def _draw_cases(draw, networks: int | None, *, dtype, depth, width, batch, activations, losses,
-                reductions) -> list[Case]:
+def _draw_cases(draw: st.DrawFn, networks: int | None, *, dtype: str, depth: tuple[int, int],
+                width: tuple[int, int], batch: tuple[int, int], activations: tuple[str, ...],
+                losses: tuple[str, ...], reductions: tuple[str, ...]) -> list[Case]:
     """The draws of ``cases``, in its order: one seed, or (``networks``) a list of 1 to
     ``networks`` distinct seeds in its place."""
     _validate(dtype=dtype, depth=depth, width=width, batch=batch, activations=activations,
@@ -203,14 +204,14 @@ def _draw_cases(draw, networks: int | None, *, dtype, depth, width, batch, activ
     scales = [10.0 ** draw(st.sampled_from(exponents), label="input scale")]
     layers = draw(st.lists(_layer(width, activations, exponents), min_size=depth[0], max_size=depth[1]),
                   label="layers")
-    acts = []
+    acts: list[object] = []
     for n_out, square, activation, scale in layers:
         sizes.append(sizes[-1] if square else n_out)
         acts.append(activation)
         scales.append(scale)
     if loss in ("ce", "softmax_ce"):
         sizes[-1] = max(sizes[-1], 2)
-    output = reference.OUTPUT_ACTIVATION_FOR_LOSS.get(loss)
+    output: object = reference.OUTPUT_ACTIVATION_FOR_LOSS.get(loss)
     if output is None:
         outputs = activations + (("softmax",) if sizes[-1] >= 2 else ())
         output = _activation(draw, "the output layer", outputs)
@@ -240,7 +241,8 @@ def build_case(
     return Case(network, params, x, t, dtype, lr, seed, tuple(scales), targets)
 
 
-def _validate(*, dtype, depth, width, batch, activations, losses, reductions) -> None:
+def _validate(*, dtype: str, depth: tuple[int, int], width: tuple[int, int], batch: tuple[int, int],
+              activations: tuple[str, ...], losses: tuple[str, ...], reductions: tuple[str, ...]) -> None:
     if dtype not in SCALE_EXPONENTS:
         raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(SCALE_EXPONENTS)}")
     for name, (lo, hi) in (("depth", depth), ("width", width), ("batch", batch)):

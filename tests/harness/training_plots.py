@@ -17,6 +17,7 @@ Each plot returns False when the run recorded no trained model for it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,6 +25,11 @@ from matplotlib.figure import Figure
 
 import reference
 from harness import post_experiments as pe
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from harness.report_data import Plot, RunData
 
 DPI = 90
 PREFERRED_DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -56,7 +62,7 @@ def _params(run: dict) -> reference.Params:
     return [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in run["params"]]
 
 
-def _surface(ax, experiment: pe.Experiment, run: dict) -> None:
+def _surface(ax: Axes, experiment: pe.Experiment, run: dict) -> None:
     x, t = experiment.x, experiment.t[:, 0]
     lo, hi = x.min(axis=0) - 0.3, x.max(axis=0) + 0.3
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], RESOLUTION), np.linspace(lo[1], hi[1], RESOLUTION))
@@ -73,7 +79,7 @@ def _surface(ax, experiment: pe.Experiment, run: dict) -> None:
     ax.set_title(f"{run['measure']} {run['score']:.2f}, {run['passes']} passes", fontsize=7)
 
 
-def plot_classification(data, path: Path) -> bool:
+def plot_classification(data: RunData, path: Path) -> bool:
     names = tuple(n for n in pe.NAMES if n not in pe.CURVES)
     dtype, columns, models = _shown(data.training_runs, names)
     rows = [n for n in names if any((n, c) in models for c in columns)]
@@ -100,7 +106,7 @@ def plot_classification(data, path: Path) -> bool:
     return _save(fig, path)
 
 
-def plot_regression(data, path: Path) -> bool:
+def plot_regression(data: RunData, path: Path) -> bool:
     names = tuple(pe.CURVES)
     dtype, columns, models = _shown(data.training_runs, names)
     panels = [n for n in names if any((n, c) in models for c in columns)]
@@ -128,4 +134,4 @@ def plot_regression(data, path: Path) -> bool:
     return _save(fig, path)
 
 
-PLOTS = {"training_classification.png": plot_classification, "training_regression.png": plot_regression}
+PLOTS: dict[str, Plot] = {"training_classification.png": plot_classification, "training_regression.png": plot_regression}

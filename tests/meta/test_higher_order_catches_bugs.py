@@ -9,7 +9,7 @@ import pytest
 from broken_higher_order import BROKEN
 
 from adapters.registry import load_target
-from harness import results
+from harness import results, state
 from harness.compare import Mismatch
 from harness.crossval_higher import check_method, method_strategy
 from harness.selection import Variant
@@ -33,7 +33,7 @@ def _recorder(request, target: str) -> results.Recorder:
     errors within the absolute-activation model (or a listed relative size), far below
     the planted bugs."""
     name = f"{request.node.originalname}[{_variant(target).id}]"
-    return results.Recorder(results.Results(), request.node.nodeid, name, request.config._deltacheck_known,
+    return results.Recorder(results.Results(), request.node.nodeid, name, request.config.stash[state.KNOWN],
                             RUN_SEED, "ci")
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness import reproducers
+from harness import reproducers, state
 from harness.selection import Variant
 
 
 def _variant(config, target: str, raw) -> Variant:
-    loaded = {t.name: t for t in config._deltacheck_targets}
+    loaded = {t.name: t for t in config.stash[state.TARGETS]}
     if target not in loaded:
         pytest.skip(f"target {target!r} is not selected in this run")
     if loaded[target].adapter is None:
@@ -44,7 +44,7 @@ def test_known_discrepancy_reproduces(known_reproducer, pytestconfig, recorder):
     raw = entry.reproducer
     variant = _variant(pytestconfig, target, raw)
     result, crash = reproducers.run(variant, raw)
-    found = reproducers.verdict(entry, variant, raw, pytestconfig._deltacheck_known, crash, result)
+    found = reproducers.verdict(entry, variant, raw, pytestconfig.stash[state.KNOWN], crash, result)
     versions = ", ".join(f"{d} {entry.version_verdict[1]}" for d in entry.versions)
     if not found.shows:
         _say(recorder, entry, target, "does not reproduce")
