@@ -379,12 +379,17 @@ def explain_failure(entries: Sequence[Discrepancy], applicable: Callable[[Discre
                     case: Case) -> list[Discrepancy]:
     """The entries that explain a failing comparison: the first applicable entry that
     explains it alone, else every applicable error-model entry together when their
-    combined model does, else none."""
+    combined model does -- on the finite entries, where an applicable ``nonfinite`` entry
+    explains the inf and NaN ones (an overflow row beside a cancellation row) -- else none."""
     candidates = [e for e in entries if e.covers(comparison.key) and applicable(e)]
     for e in candidates:
         if e.explains(comparison, case):
             return [e]
     modelled = [e for e in candidates if e.uses_error_model]
-    if len(modelled) > 1 and within_model(comparison, case, modelled):
-        return modelled
+    overflow = [e for e in candidates if e.nonfinite][:1]
+    finite = _finite_part(comparison) if overflow else comparison
+    if finite is None:
+        return overflow
+    if (len(modelled) > 1 or (modelled and overflow)) and within_model(finite, case, modelled):
+        return modelled + (overflow if finite is not comparison else [])
     return []
