@@ -67,36 +67,38 @@ def _hardtanh(p: Mapping[str, float]) -> ActivationCode:
     # gradient at a bound is 1/2 (lax.max/min split ties), not hard_tanh's 1.
     lo, hi = p["min_val"], p["max_val"]
     if (lo, hi) == (-1.0, 1.0):
-        return ActivationCode("jax.nn.hard_tanh(z)", p, jax.nn.hard_tanh)
+        return ActivationCode("jax.nn.hard_tanh(z)", p, lambda z: jax.nn.hard_tanh(z))
     return ActivationCode("jnp.clip(z, {min_val}, {max_val})", p, lambda z: jnp.clip(z, lo, hi))
 
 
-# Each activation's jax call and its text, side by side; tests/test_activation_code.py
-# checks that the text computes what the call does, derivatives at the kinks included.
+# Each activation's jax call and its text, side by side; tests/meta/test_activation_code.py
+# checks that the text computes what the call does, derivatives at the kinks included.  The
+# calls look the public function up when they run, so a patched jax function (a planted
+# fault, a user's own fix) is the one checked.
 _CODE: dict[str, Callable[[Mapping[str, float]], ActivationCode]] = {
     "identity": _code("z", lambda z: z),
-    "sigmoid": _code("jax.nn.sigmoid(z)", jax.nn.sigmoid),
-    "tanh": _code("jnp.tanh(z)", jnp.tanh),
-    "relu": _code("jax.nn.relu(z)", jax.nn.relu),
+    "sigmoid": _code("jax.nn.sigmoid(z)", lambda z: jax.nn.sigmoid(z)),
+    "tanh": _code("jnp.tanh(z)", lambda z: jnp.tanh(z)),
+    "relu": _code("jax.nn.relu(z)", lambda z: jax.nn.relu(z)),
     "leaky_relu": lambda p: ActivationCode(
         "jax.nn.leaky_relu(z, negative_slope={slope})", p,
-        functools.partial(jax.nn.leaky_relu, negative_slope=p["slope"])),
-    "elu": lambda p: ActivationCode("jax.nn.elu(z, alpha={alpha})", p, functools.partial(jax.nn.elu, alpha=p["alpha"])),
-    "selu": _code("jax.nn.selu(z)", jax.nn.selu),
+        lambda z: jax.nn.leaky_relu(z, negative_slope=p["slope"])),
+    "elu": lambda p: ActivationCode("jax.nn.elu(z, alpha={alpha})", p, lambda z: jax.nn.elu(z, alpha=p["alpha"])),
+    "selu": _code("jax.nn.selu(z)", lambda z: jax.nn.selu(z)),
     "celu": lambda p: ActivationCode(
-        "jax.nn.celu(z, alpha={alpha})", p, functools.partial(jax.nn.celu, alpha=p["alpha"])),
+        "jax.nn.celu(z, alpha={alpha})", p, lambda z: jax.nn.celu(z, alpha=p["alpha"])),
     "softplus": _softplus,
-    "gelu": _code("jax.nn.gelu(z, approximate=False)", functools.partial(jax.nn.gelu, approximate=False)),
-    "gelu_tanh": _code("jax.nn.gelu(z, approximate=True)", functools.partial(jax.nn.gelu, approximate=True)),
-    "silu": _code("jax.nn.silu(z)", jax.nn.silu),
-    "mish": _code("jax.nn.mish(z)", jax.nn.mish),
-    "softsign": _code("jax.nn.soft_sign(z)", jax.nn.soft_sign),
+    "gelu": _code("jax.nn.gelu(z, approximate=False)", lambda z: jax.nn.gelu(z, approximate=False)),
+    "gelu_tanh": _code("jax.nn.gelu(z, approximate=True)", lambda z: jax.nn.gelu(z, approximate=True)),
+    "silu": _code("jax.nn.silu(z)", lambda z: jax.nn.silu(z)),
+    "mish": _code("jax.nn.mish(z)", lambda z: jax.nn.mish(z)),
+    "softsign": _code("jax.nn.soft_sign(z)", lambda z: jax.nn.soft_sign(z)),
     "hardtanh": _hardtanh,
-    "relu6": _code("jax.nn.relu6(z)", jax.nn.relu6),
-    "hardsigmoid": _code("jax.nn.hard_sigmoid(z)", jax.nn.hard_sigmoid),
-    "hardswish": _code("jax.nn.hard_swish(z)", jax.nn.hard_swish),
-    "log_sigmoid": _code("jax.nn.log_sigmoid(z)", jax.nn.log_sigmoid),
-    "softmax": _code("jax.nn.softmax(z, axis=-1)", functools.partial(jax.nn.softmax, axis=-1)),
+    "relu6": _code("jax.nn.relu6(z)", lambda z: jax.nn.relu6(z)),
+    "hardsigmoid": _code("jax.nn.hard_sigmoid(z)", lambda z: jax.nn.hard_sigmoid(z)),
+    "hardswish": _code("jax.nn.hard_swish(z)", lambda z: jax.nn.hard_swish(z)),
+    "log_sigmoid": _code("jax.nn.log_sigmoid(z)", lambda z: jax.nn.log_sigmoid(z)),
+    "softmax": _code("jax.nn.softmax(z, axis=-1)", lambda z: jax.nn.softmax(z, axis=-1)),
 }
 
 

@@ -45,32 +45,34 @@ def _code(template: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable
     return lambda p: ActivationCode(template, p, fn)
 
 
-# Each activation's torch call and its text, side by side; tests/test_activation_code.py
-# checks that the text computes what the call does, derivatives at the kinks included.
+# Each activation's torch call and its text, side by side; tests/meta/test_activation_code.py
+# checks that the text computes what the call does, derivatives at the kinks included.  The
+# calls look the public function up when they run, so a patched torch function (a planted
+# fault, a user's own fix) is the one checked.
 _CODE: dict[str, Callable[[Mapping[str, float]], ActivationCode]] = {
     "identity": _code("z", lambda z: z),
-    "sigmoid": _code("torch.sigmoid(z)", torch.sigmoid),
-    "tanh": _code("torch.tanh(z)", torch.tanh),
-    "relu": _code("F.relu(z)", F.relu),
+    "sigmoid": _code("torch.sigmoid(z)", lambda z: torch.sigmoid(z)),
+    "tanh": _code("torch.tanh(z)", lambda z: torch.tanh(z)),
+    "relu": _code("F.relu(z)", lambda z: F.relu(z)),
     "leaky_relu": lambda p: ActivationCode(
         "F.leaky_relu(z, negative_slope={slope})", p, lambda z: F.leaky_relu(z, negative_slope=p["slope"])),
     "elu": lambda p: ActivationCode("F.elu(z, alpha={alpha})", p, lambda z: F.elu(z, alpha=p["alpha"])),
-    "selu": _code("F.selu(z)", F.selu),
+    "selu": _code("F.selu(z)", lambda z: F.selu(z)),
     "celu": lambda p: ActivationCode("F.celu(z, alpha={alpha})", p, lambda z: F.celu(z, alpha=p["alpha"])),
     # threshold=inf goes straight to torch, which then never switches to the identity.
     "softplus": lambda p: ActivationCode(
         "F.softplus(z, {beta}, {threshold})", p, lambda z: F.softplus(z, p["beta"], p["threshold"])),
     "gelu": _code("F.gelu(z, approximate='none')", lambda z: F.gelu(z, approximate="none")),
     "gelu_tanh": _code("F.gelu(z, approximate='tanh')", lambda z: F.gelu(z, approximate="tanh")),
-    "silu": _code("F.silu(z)", F.silu),
-    "mish": _code("F.mish(z)", F.mish),
-    "softsign": _code("F.softsign(z)", F.softsign),
+    "silu": _code("F.silu(z)", lambda z: F.silu(z)),
+    "mish": _code("F.mish(z)", lambda z: F.mish(z)),
+    "softsign": _code("F.softsign(z)", lambda z: F.softsign(z)),
     "hardtanh": lambda p: ActivationCode(
         "F.hardtanh(z, {min_val}, {max_val})", p, lambda z: F.hardtanh(z, p["min_val"], p["max_val"])),
-    "relu6": _code("F.relu6(z)", F.relu6),
-    "hardsigmoid": _code("F.hardsigmoid(z)", F.hardsigmoid),
-    "hardswish": _code("F.hardswish(z)", F.hardswish),
-    "log_sigmoid": _code("F.logsigmoid(z)", F.logsigmoid),
+    "relu6": _code("F.relu6(z)", lambda z: F.relu6(z)),
+    "hardsigmoid": _code("F.hardsigmoid(z)", lambda z: F.hardsigmoid(z)),
+    "hardswish": _code("F.hardswish(z)", lambda z: F.hardswish(z)),
+    "log_sigmoid": _code("F.logsigmoid(z)", lambda z: F.logsigmoid(z)),
     "softmax": _code("F.softmax(z, dim=1)", lambda z: F.softmax(z, dim=1)),
 }
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.interface import load_target
+from adapters.registry import load_target
 from harness import known, results, sweep
 from harness.compare import Mismatch
 from harness.planted_faults import faults
 from harness.selection import Variant
 from harness.sweep_check import run_sweep
 
-KNOWN_FILE = Path(__file__).parent / "known_discrepancies.toml"
+KNOWN_FILE = Path(__file__).parents[1] / "suite" / "known_discrepancies.toml"
 SWEEP_TEST = "test_every_activation_and_loss_matches_reference_across_its_range"
 # (fault, the activation whose sweep cases it must fail, dtype)
 FAULTS = (
@@ -50,7 +50,7 @@ def _variant(framework: str, dtype: str, fault: str | None) -> Variant:
 def _run(framework: str, activation: str, dtype: str, fault: str | None) -> None:
     variant = _variant(framework, dtype, fault)
     name = f"{SWEEP_TEST}[{framework}-cpu-{dtype}]"  # the id the known discrepancies match
-    recorder = results.Recorder(results.Results(), name, name, known.load(KNOWN_FILE), 0, "ci")
+    recorder = results.Recorder(results.Results(), name, name, known.load([KNOWN_FILE]), 0, "ci")
     cases = [c for c in sweep.sweep_cases(dtype) if c.case.network.activations[0][0] == activation
              and c.case.network.loss == "sse"]
     run_sweep(variant, recorder, cases)
