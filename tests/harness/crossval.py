@@ -105,15 +105,18 @@ def run_hypothesis(check: Callable[[], None], unsupported: list[str]) -> None:
         raise
 
 
-def rebuild_expression(case: Case) -> str:
-    """Python that rebuilds ``case`` with the suite's modules (run from tests/)."""
-    net = case.network
+def network_expression(net: reference.Network) -> str:
+    """Python that rebuilds ``net`` as a ``reference.Network``."""
     acts = tuple(name if not p else (name, dict(p)) for name, p in net.activations)
     acts_text = repr(acts).replace("inf", "float('inf')")
+    return f"reference.Network({net.sizes}, {acts_text}, loss={net.loss!r}, reduction={net.reduction!r})"
+
+
+def rebuild_expression(case: Case) -> str:
+    """Python that rebuilds ``case`` with the suite's modules (run from tests/)."""
     return (
-        f"strategies.build_case(reference.Network({net.sizes}, {acts_text}, loss={net.loss!r}, "
-        f"reduction={net.reduction!r}), batch={case.x.shape[0]}, dtype={case.dtype!r}, lr={case.lr!r}, "
-        f"seed={case.seed}, scales={case.scales}, targets={case.targets!r})"
+        f"strategies.build_case({network_expression(case.network)}, batch={case.x.shape[0]}, "
+        f"dtype={case.dtype!r}, lr={case.lr!r}, seed={case.seed}, scales={case.scales}, targets={case.targets!r})"
     )
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 import reference
 from adapters.interface import Result
-from harness.crossval import expected_result
+from harness.crossval import expected_result, network_expression
 from harness.error_model import (
     Bounds,
     Precision,
@@ -176,13 +176,8 @@ def identity_case(network: reference.Network, x, t, dtype: str) -> Case:
 
 def rebuild_expression(case: Case) -> str:
     """Python that rebuilds ``case`` with the suite's modules (run from tests/)."""
-    net = case.network
-    acts = tuple(name if not p else (name, dict(p)) for name, p in net.activations)
-    acts_text = repr(acts).replace("inf", "float('inf')")
-    return (
-        f"sweep.identity_case(reference.Network({net.sizes}, {acts_text}, loss={net.loss!r}, "
-        f"reduction={net.reduction!r}), x={case.x.tolist()!r}, t={case.t.tolist()!r}, dtype={case.dtype!r})"
-    )
+    return (f"sweep.identity_case({network_expression(case.network)}, x={case.x.tolist()!r}, "
+            f"t={case.t.tolist()!r}, dtype={case.dtype!r})")
 
 
 def _computable(network: reference.Network, x: np.ndarray, t: np.ndarray, dtype: str) -> np.ndarray:
