@@ -172,15 +172,6 @@ class Discrepancy:
         """Whether the entry names the quantity ``key`` (e.g. ``delta[2]``, ``hvp_W[1]``)."""
         return not self.quantities or any(key.startswith(q) for q in self.quantities)
 
-    def describe_scope(self) -> str:
-        parts = [f"targets {'/'.join(self.targets)}", *(f"{d} {s}" for d, s in self.versions.items())]
-        parts += [f"devices {'/'.join(self.devices)}"] if self.devices else []
-        parts += [f"dtypes {'/'.join(self.dtypes)}"] if self.dtypes else []
-        parts += [f"quantities {'/'.join(self.quantities)}"] if self.quantities else []
-        parts += [f"activations {'/'.join(self.activations)}"] if self.activations else []
-        parts += [f"losses {'/'.join(self.losses)}"] if self.losses else []
-        return ", ".join(parts)
-
 
 def within_model(comparison: Comparison, case: Case, entries: Sequence[Discrepancy]) -> bool:
     """Every entry of ``comparison`` within the error model that the entries' error-model

@@ -45,14 +45,13 @@ def test_known_discrepancy_reproduces(known_reproducer, pytestconfig, recorder):
     variant = _variant(pytestconfig, target, raw)
     result, crash = reproducers.run(variant, raw)
     found = reproducers.verdict(entry, variant, raw, pytestconfig.stash[state.KNOWN], crash, result)
-    versions = ", ".join(f"{d} {entry.version_verdict[1]}" for d in entry.versions)
     if not found.shows:
         _say(recorder, entry, target, "does not reproduce")
         pytest.fail(f"{entry.id} does not reproduce on {target} ({entry.version_verdict[1]}): "
                     f"{found.message}; fixed? narrow `versions` in {entry.source}")
     if not found.explained:
         _say(recorder, entry, target, "shows, not explained by its entry")
-        pytest.fail(f"{entry.id} shows on {target} but its entry does not explain it ({versions}):\n{found.message}")
+        pytest.fail(f"{entry.id} shows on {target} but its entry does not explain it ({why}):\n{found.message}")
     if found.others:
         _say(recorder, entry, target, f"also explained by {', '.join(found.others)}")
         pytest.fail(f"{entry.id}'s finding is also explained by {', '.join(found.others)}: entries overlap; "
